@@ -1,0 +1,1 @@
+"""Feishu Bridge: the web app, settings, database, queue, Feishu client and CLI."""

@@ -1,0 +1,39 @@
+"""The Flask app factory (what gunicorn serves: `bot.app:create_app()`)."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from bot.config import Settings, load_settings
+from bot.logs import configure_logging
+from bot.services import Services, build_services
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    from bot.web import ops, webhook
+    from handlers import REGISTRY
+
+    settings = settings or (services.settings if services else load_settings())
+    configure_logging(settings)
+    services = services or build_services(settings)
+
+    app = Flask("feishu_bridge")
+    app.config["MAX_CONTENT_LENGTH"] = webhook.MAX_BODY_BYTES
+    app.extensions["feishu_bridge"] = services
+    app.extensions["feishu_bridge.handled_types"] = frozenset(REGISTRY)
+    app.extensions["feishu_bridge.dispatcher"] = webhook.build_dispatcher(services, sorted(REGISTRY))
+
+    app.register_blueprint(webhook.bp)
+    app.register_blueprint(ops.bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(code=exc.code, msg=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        app.logger.exception("unhandled error")
+        return jsonify(code=503, msg="temporarily unavailable"), 503
+
+    return app

@@ -1,0 +1,273 @@
+"""`feishu-bridge`: the command line. Thin: each command parses options and calls a module."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import Settings, load_settings
+from bot.masking import mask
+
+console = Console(stderr=True)
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Read settings from this file instead of ./.env.")
+@click.pass_context
+def main(ctx: click.Context, env_file: Path | None) -> None:
+    """Feishu Bridge: a self-hosted Feishu (Lark) bot server.
+
+    Feishu events arrive at POST /webhook/event, are recorded in the database and handled by
+    RQ workers. Run `feishu-bridge up --sandbox` to see it work with no Feishu credentials.
+    Configuration comes from environment variables (or .env); see `feishu-bridge config check`.
+    """
+    overrides = {"_env_file": str(env_file)} if env_file else {}
+    ctx.obj = {"settings": load_settings(**overrides)}
+
+
+# -- config ------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """Inspect the effective configuration."""
+
+
+@config.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def config_check(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective configuration (secrets masked) and what a real Feishu app still needs.
+
+    Exits 0 even when something is missing: the sandbox needs none of it.
+    """
+    settings = _settings(ctx)
+    rows = _config_rows(settings)
+    missing = settings.missing_for_real_feishu()
+    if as_json:
+        click.echo(json.dumps({"settings": dict(rows), "missing_for_real_feishu": missing}, indent=2))
+        return
+    table = Table(title="Feishu Bridge configuration", show_lines=False)
+    table.add_column("setting")
+    table.add_column("value")
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+    if missing:
+        Console().print(f"[yellow]Missing for a real Feishu app:[/] {', '.join(missing)}")
+        Console().print("The sandbox (`feishu-bridge up --sandbox`) needs none of these.")
+    else:
+        Console().print("[green]Everything a real Feishu app needs is set.[/]")
+
+
+def _config_rows(settings: Settings) -> list[tuple[str, str]]:
+    redis = settings.redis_url or f"(embedded, under {settings.var_dir / 'redis'})"
+    return [
+        ("FEISHU_APP_ID", settings.feishu_app_id or "(unset)"),
+        ("FEISHU_APP_SECRET", mask(settings.feishu_app_secret.get_secret_value())),
+        ("FEISHU_ENCRYPT_KEY", mask(settings.feishu_encrypt_key.get_secret_value())),
+        ("FEISHU_VERIFICATION_TOKEN", mask(settings.feishu_verification_token.get_secret_value())),
+        ("FEISHU_BASE_URL", settings.feishu_base_url),
+        ("DATABASE_URL", _mask_url(settings.effective_database_url)),
+        ("REDIS_URL", _mask_url(redis)),
+        ("ADMIN_TOKEN", mask(settings.admin_token.get_secret_value())),
+        ("HOST", settings.host),
+        ("PORT", str(settings.port)),
+        ("VAR_DIR", str(settings.var_dir)),
+        ("LOG_LEVEL", settings.log_level),
+    ]
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password in scheme://user:password@host URLs."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url or "@" not in url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+
+
+# -- db ----------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("init")
+@click.pass_context
+def db_init(ctx: click.Context) -> None:
+    """Create or update the schema from schema.sql (idempotent: safe on every release)."""
+    from bot.db import init_schema, make_engine
+
+    settings = _settings(ctx)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sections = init_schema(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"schema applied ({', '.join(sections)}) to {_mask_url(settings.effective_database_url)}")
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--queue", "-q", "queues", multiple=True, help="Queue(s) to serve (default: all).")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.pass_context
+def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker (with RQ's scheduler, so retries with backoff fire)."""
+    from bot.logs import configure_logging
+    from bot.queue import ALL_QUEUES
+    from bot.runtime import prepare
+    from bot.worker import run_worker
+
+    unknown = set(queues) - set(ALL_QUEUES)
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {sorted(unknown)}; known: {list(ALL_QUEUES)}")
+    runtime = prepare(_settings(ctx))
+    configure_logging(runtime.settings)
+    try:
+        run_worker(runtime.settings, list(queues) or None, burst=burst)
+    finally:
+        runtime.shutdown()
+
+
+@main.command()
+@click.pass_context
+def cron(ctx: click.Context) -> None:
+    """Enqueue periodic jobs (RQ cron). Run one per deployment."""
+    from bot.logs import configure_logging
+    from bot.runtime import prepare
+    from bot.worker import run_cron
+
+    runtime = prepare(_settings(ctx))
+    configure_logging(runtime.settings)
+    try:
+        run_cron(runtime.settings)
+    finally:
+        runtime.shutdown()
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Listen port (default: PORT).")
+@click.pass_context
+def web(ctx: click.Context, port: int | None) -> None:
+    """Serve the web app under gunicorn (what the Procfile's web process runs)."""
+    import os
+
+    from bot.runtime import prepare
+
+    runtime = prepare(_settings(ctx))
+    env = runtime.child_env(PORT=str(port or runtime.settings.port), HOST=runtime.settings.host)
+    os.execvpe(sys.executable, [sys.executable, *gunicorn_argv()], env)
+
+
+def gunicorn_argv() -> list[str]:
+    return ["-m", "gunicorn", "-c", "python:bot.gunicorn_conf", "bot.app:create_app()"]
+
+
+@main.command()
+@click.option("--sandbox", "use_sandbox", is_flag=True,
+              help="Also run the Feishu sandbox and point the bridge at it (no credentials needed).")
+@click.option("--port", type=int, default=None, help="Web port (default: PORT, 8000).")
+@click.option("--sandbox-port", type=int, default=9000, show_default=True)
+@click.option("--workers", "n_workers", type=int, default=None, help="RQ workers (default: WORKERS, 2).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="With --sandbox: send /ping through the sandbox once started and wait for pong.")
+@click.pass_context
+def up(ctx: click.Context, use_sandbox: bool, port: int | None, sandbox_port: int,
+       n_workers: int | None, check: bool) -> None:
+    """Run everything: web (gunicorn), workers, cron — and with --sandbox, the Feishu sandbox.
+
+    Uses embedded defaults when DATABASE_URL / REDIS_URL are unset (SQLite and a private
+    Redis under ./var). Ctrl-C stops it all.
+    """
+    from bot.up import run_up
+
+    sys.exit(run_up(_settings(ctx), use_sandbox=use_sandbox, port=port, sandbox_port=sandbox_port,
+                    n_workers=n_workers, check=check))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.option("--webhook-url", default="http://127.0.0.1:8000/webhook/event", show_default=True,
+              help="Where the sandbox delivers events (the bridge's webhook).")
+@click.option("--redelivery", default="15,300,3600,21600", show_default=True,
+              help="Seconds between re-deliveries after a non-200 answer (Feishu's schedule).")
+@click.option("--plain-events", is_flag=True, help="Send events unencrypted.")
+def sandbox(host: str, port: int, webhook_url: str, redelivery: str, plain_events: bool) -> None:
+    """Run the Feishu sandbox alone: a local emulator of the Feishu APIs the bridge uses.
+
+    Its app credentials are fixed (see docs/sandbox.md); drive it with POST /sandbox/chat.
+    """
+    import logging
+
+    from sandbox.server import serve
+    from sandbox.state import SandboxConfig
+
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    schedule = tuple(float(x) for x in redelivery.split(",") if x.strip())
+    config = SandboxConfig(webhook_url=webhook_url, redelivery_schedule=schedule,
+                           encrypt_events=not plain_events)
+    click.echo(f"Feishu sandbox on http://{host}:{port} → delivering events to {webhook_url}")
+    serve(config, host, port)
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", type=int, default=10, show_default=True, help="Recent receipts to list.")
+@click.pass_context
+def events(ctx: click.Context, as_json: bool, limit: int) -> None:
+    """Event receipts: counts by status and the most recent ones."""
+    from bot import receipts
+    from bot.db import make_engine
+
+    engine = make_engine(_settings(ctx).effective_database_url)
+    try:
+        counts = receipts.counts_by_status(engine)
+        recent = receipts.latest(engine, limit)
+    finally:
+        engine.dispose()
+    rows = [
+        {"id": r.id, "event_id": r.event_id, "event_type": r.event_type, "status": r.status,
+         "attempts": r.attempts, "received_at": r.received_at.isoformat(), "last_error": r.last_error}
+        for r in recent
+    ]
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "recent": rows}, ensure_ascii=False, indent=2))
+        return
+    out = Console()
+    out.print("Receipts by status: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"))
+    table = Table("id", "event type", "status", "attempts", "received (UTC)", "error")
+    for r in rows:
+        table.add_row(str(r["id"]), r["event_type"], r["status"], str(r["attempts"]),
+                      r["received_at"][:19], (r["last_error"] or "")[:60])
+    out.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The one typed settings object, read from the environment (and `.env`) when asked for.
+
+Nothing reads the environment at import time: `load_settings()` is called by the app
+factory, the CLI and the worker, and the result is passed down explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FEISHU_OPEN_PLATFORM = "https://open.feishu.cn"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Feishu app credentials (Developer Console → Credentials & Basic Info / Events).
+    feishu_app_id: str = ""
+    feishu_app_secret: SecretStr = SecretStr("")
+    feishu_encrypt_key: SecretStr = SecretStr("")
+    feishu_verification_token: SecretStr = SecretStr("")
+    feishu_base_url: str = FEISHU_OPEN_PLATFORM
+
+    # Storage. Unset DATABASE_URL → SQLite file under var_dir; unset REDIS_URL → embedded Redis.
+    database_url: str = ""
+    redis_url: str = ""
+    var_dir: Path = Path("var")
+
+    admin_token: SecretStr = SecretStr("")
+    port: int = 8000
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_json: bool | None = None  # None = JSON when stderr is not a TTY
+
+    # Intake and workers.
+    event_retry_intervals: list[int] = Field(default_factory=lambda: [10, 30, 120, 600, 1800])
+    event_lease_seconds: int = 600  # a receipt claimed longer than this is considered abandoned
+    sweep_interval_seconds: int = 60
+    web_workers: int = 4
+    web_threads: int = 8
+    workers: int = 2
+
+    @field_validator("feishu_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        # lark-oapi concatenates domain + path, so a trailing slash yields "//open-apis".
+        return value.rstrip("/")
+
+    @field_validator("event_retry_intervals", mode="before")
+    @classmethod
+    def _parse_intervals(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [int(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            # Heroku still hands out postgres:// URLs, which SQLAlchemy 2 rejects.
+            url = self.database_url
+            if url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://") :]
+            elif url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        return f"sqlite:///{(self.var_dir / 'feishu-bridge.db').resolve()}"
+
+    @property
+    def uses_embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    def missing_for_real_feishu(self) -> list[str]:
+        """What a real (non-sandbox) deployment still needs, as environment variable names."""
+        missing = []
+        if not self.feishu_app_id:
+            missing.append("FEISHU_APP_ID")
+        for name in ("feishu_app_secret", "feishu_encrypt_key", "feishu_verification_token"):
+            if not getattr(self, name).get_secret_value():
+                missing.append(name.upper())
+        if not self.admin_token.get_secret_value():
+            missing.append("ADMIN_TOKEN")
+        return missing
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

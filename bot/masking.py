@@ -1,0 +1,54 @@
+"""Secrets are shown as a fixed mask plus at most their last four characters.
+
+A value is "secret" because it came from a SecretStr setting or because a caller
+registered it; the log formatter scrubs every registered value from each line it emits.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+
+_MIN_SCRUB_LENGTH = 6  # shorter values would scrub ordinary words out of logs
+
+_lock = threading.Lock()
+_registered: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+
+
+def mask(value: str | None) -> str:
+    """Render a secret for humans: enough to tell two apart, never enough to use."""
+    if not value:
+        return "(unset)"
+    if len(value) < 12:
+        return "****"
+    return f"****{value[-4:]}"
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Remember values that must never appear in logs or responses."""
+    global _pattern
+    with _lock:
+        for value in values:
+            if value and len(value) >= _MIN_SCRUB_LENGTH:
+                _registered.add(value)
+        if _registered:
+            ordered = sorted(_registered, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def scrub(text: str) -> str:
+    """Replace every registered secret inside `text` with its mask."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(lambda m: mask(m.group(0)), text)
+
+
+def clear_registered() -> None:
+    """For tests that need a clean slate."""
+    global _pattern
+    with _lock:
+        _registered.clear()
+        _pattern = None

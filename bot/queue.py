@@ -1,0 +1,81 @@
+"""The queues, in one place, and how work gets onto them."""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class QueueName(StrEnum):
+    DEFAULT = "default"
+    EXPORTS = "exports"
+    DOWNLOADS = "downloads"
+    COZE = "coze"
+
+
+ALL_QUEUES: tuple[str, ...] = tuple(q.value for q in QueueName)
+
+PROCESS_EVENT = "jobs.events.process_event"
+LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def connect_redis(url: str) -> Redis:
+    # Short timeouts: the webhook must answer fast and fall back to the sweeper if Redis is slow.
+    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+
+
+def queues(connection: Redis) -> dict[str, Queue]:
+    return {name: Queue(name, connection=connection) for name in ALL_QUEUES}
+
+
+def retry_policy(intervals: list[int]) -> Retry:
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def event_job_id(receipt_id: int) -> str:
+    return f"event-{receipt_id}"
+
+
+def enqueue_event(queue: Queue, receipt_id: int, intervals: list[int]) -> Job:
+    """Put one receipt's processing on the queue; the job carries only the receipt id."""
+    return queue.enqueue(
+        PROCESS_EVENT,
+        receipt_id,
+        job_id=event_job_id(receipt_id),
+        retry=retry_policy(intervals),
+        job_timeout=300,
+        result_ttl=600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"event receipt {receipt_id}",
+    )
+
+
+def job_is_live(connection: Redis, job_id: str) -> bool:
+    try:
+        return Job.fetch(job_id, connection=connection).get_status() in LIVE_JOB_STATES
+    except NoSuchJobError:
+        return False
+
+
+def requeue_event(queue: Queue, receipt_id: int, intervals: list[int], attempt: int) -> Job | None:
+    """Re-enqueue a receipt the sweeper found abandoned, unless its job is still alive."""
+    job_id = f"{event_job_id(receipt_id)}-r{attempt}"
+    if any(job_is_live(queue.connection, j) for j in (event_job_id(receipt_id), job_id)):
+        return None
+    return queue.enqueue(
+        PROCESS_EVENT,
+        receipt_id,
+        job_id=job_id,
+        retry=retry_policy(intervals),
+        job_timeout=300,
+        result_ttl=600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"event receipt {receipt_id} (re-enqueued by sweeper)",
+    )

@@ -1,0 +1,131 @@
+"""Durable event receipts: record once, claim once, finish or fail, and find the abandoned."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.intake import ParsedEvent
+from bot.models import EventReceipt, utcnow
+
+_table = EventReceipt.__table__
+
+
+def _insert_ignoring_duplicates(engine: Engine):
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(_table)
+
+
+def record(engine: Engine, event: ParsedEvent, *, status: str = "received") -> int | None:
+    """Insert a receipt; None when this event_id was recorded before (a re-delivery)."""
+    stmt = (
+        _insert_ignoring_duplicates(engine)
+        .values(
+            event_id=event.event_id,
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            received_at=utcnow(),
+            payload=json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")),
+            status=status,
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(_table.c.id)
+    )
+    with engine.begin() as conn:
+        return conn.execute(stmt).scalar()
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    event_id: str
+    event_type: str
+    payload: dict
+    attempts: int
+
+
+CLAIMABLE = ("received", "queued", "failed")
+
+
+def claim(engine: Engine, receipt_id: int, lease: timedelta) -> Claimed | None:
+    """Atomically mark a receipt as being processed. None if it is done or held by a live claim,
+    so two jobs for one receipt never both run its handler."""
+    now = utcnow()
+    stale = now - lease
+    stmt = (
+        update(EventReceipt)
+        .where(EventReceipt.id == receipt_id)
+        .where(
+            or_(
+                EventReceipt.status.in_(CLAIMABLE),
+                and_(EventReceipt.status == "processing", EventReceipt.claimed_at < stale),
+            )
+        )
+        .values(status="processing", claimed_at=now, attempts=EventReceipt.attempts + 1)
+        .returning(
+            EventReceipt.id, EventReceipt.event_id, EventReceipt.event_type,
+            EventReceipt.payload, EventReceipt.attempts,
+        )
+    )
+    with engine.begin() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return Claimed(row.id, row.event_id, row.event_type, json.loads(row.payload), row.attempts)
+
+
+def finish(engine: Engine, receipt_id: int) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(EventReceipt)
+            .where(EventReceipt.id == receipt_id)
+            .values(status="done", processed_at=utcnow(), last_error=None)
+        )
+
+
+def fail(engine: Engine, receipt_id: int, error: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(EventReceipt)
+            .where(EventReceipt.id == receipt_id)
+            .values(status="failed", last_error=error[:4000])
+        )
+
+
+def abandoned(engine: Engine, *, older_than: timedelta, lease: timedelta, limit: int = 500) -> Sequence:
+    """Receipts recorded but never enqueued (Redis was down), or claimed by a worker that died."""
+    now = utcnow()
+    stmt = (
+        select(EventReceipt.id, EventReceipt.attempts)
+        .where(
+            or_(
+                and_(EventReceipt.status.in_(("received", "queued")),
+                     EventReceipt.received_at < now - older_than),
+                and_(EventReceipt.status == "processing", EventReceipt.claimed_at < now - lease),
+            )
+        )
+        .order_by(EventReceipt.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return conn.execute(stmt).all()
+
+
+def counts_by_status(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(EventReceipt.status, func.count()).group_by(EventReceipt.status)
+        ).all()
+    return {status: n for status, n in rows}
+
+
+def latest(engine: Engine, limit: int = 20) -> list[EventReceipt]:
+    with Session(engine) as session:
+        return list(session.scalars(select(EventReceipt).order_by(EventReceipt.id.desc()).limit(limit)))
+

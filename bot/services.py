@@ -1,0 +1,80 @@
+"""The long-lived dependencies of one process, built once and passed to whoever needs them.
+
+Web requests reach them through the Flask app; RQ jobs (which can only carry plain
+arguments) through `current()`, which the worker process installs before it starts work.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from redis import Redis
+from rq import Queue
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import Settings
+from bot.db import make_engine, make_session_factory
+from bot.queue import connect_redis, queues
+
+if TYPE_CHECKING:
+    import lark_oapi as lark
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Redis
+    queues: dict[str, Queue]
+    _pid: int = field(default_factory=os.getpid)
+
+    @cached_property
+    def feishu(self) -> lark.Client:
+        from bot.feishu import build_client
+
+        return build_client(self.settings)
+
+    def after_fork(self) -> None:
+        """Forked children (RQ work horses) must not share the parent's DB connections."""
+        if self._pid != os.getpid():
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+
+def build_services(settings: Settings) -> Services:
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL must be resolved before building services")
+    engine = make_engine(settings.effective_database_url)
+    redis = connect_redis(settings.redis_url)
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        redis=redis,
+        queues=queues(redis),
+    )
+
+
+_installed: Services | None = None
+
+
+def install(services: Services) -> None:
+    global _installed
+    _installed = services
+
+
+def current() -> Services:
+    """The services of this worker process (installed by `feishu-bridge worker`)."""
+    if _installed is None:
+        raise RuntimeError("no services installed in this process; run jobs via `feishu-bridge worker`")
+    _installed.after_fork()
+    return _installed

@@ -1,0 +1,113 @@
+"""`POST /webhook/event`: verify, record, enqueue, answer — nothing else runs in the request.
+
+lark-oapi's dispatcher does the Feishu-specific work (challenge, decryption, token and
+signature checks). Its refusals all come back as HTTP 500, which would make Feishu
+re-deliver junk forever, so a refusal is re-examined by `bot.intake.examine` and answered
+with the right 4xx; authentic events of types we have no handler for are recorded and 200.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lark_oapi as lark
+from flask import Blueprint, current_app, g, jsonify, request
+from lark_oapi.adapter.flask import parse_req, parse_resp
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import receipts
+from bot.intake import ParsedEvent, Reason, Refusal, ShapeError, event_from_sdk, examine
+from bot.metrics import EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REJECTED, EVENTS_UNAVAILABLE
+from bot.queue import QueueName, enqueue_event
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhook", __name__)
+
+MAX_BODY_BYTES = 1 << 20  # Feishu events are a few KiB; anything this big is not one
+
+
+def build_dispatcher(services: Services, handled_types: list[str]) -> lark.EventDispatcherHandler:
+    """The SDK dispatcher, with a capturing processor for every type we handle."""
+    settings = services.settings
+    builder = lark.EventDispatcherHandler.builder(
+        settings.feishu_encrypt_key.get_secret_value(),
+        settings.feishu_verification_token.get_secret_value(),
+    )
+    for event_type in handled_types:
+        builder = builder.register_p2_customized_event(event_type, _capture)
+    return builder.build()
+
+
+def _capture(data: Any) -> None:
+    # Runs inside dispatcher.do(), in this request's thread: hand the event back to the view.
+    g.feishu_event = data
+
+
+def _refuse(refusal: Refusal):
+    EVENTS_REJECTED.labels(refusal.reason.value).inc()
+    log.info("webhook request refused", extra={"reason": refusal.reason.value, "detail": refusal.detail})
+    return jsonify(code=refusal.status, msg=refusal.detail, reason=refusal.reason.value), refusal.status
+
+
+def _accept(services: Services, event: ParsedEvent, *, handled: bool):
+    try:
+        receipt_id = receipts.record(services.engine, event, status="received" if handled else "unhandled")
+    except SQLAlchemyError:
+        EVENTS_UNAVAILABLE.inc()
+        log.exception("cannot record event receipt", extra={"event_id": event.event_id})
+        # Not the sender's fault: 503 makes Feishu re-deliver once storage is back.
+        return jsonify(code=503, msg="storage unavailable, retry later"), 503
+    if receipt_id is None:
+        EVENTS_DUPLICATE.labels(event.event_type).inc()
+        return jsonify(code=0, msg="duplicate"), 200
+    EVENTS_RECEIVED.labels(event.event_type).inc()
+    if handled:
+        try:
+            enqueue_event(
+                services.queues[QueueName.DEFAULT], receipt_id, services.settings.event_retry_intervals
+            )
+        except RedisError:
+            # The receipt is durable; the sweeper enqueues it once Redis answers again.
+            log.warning("enqueue failed; left for the sweeper", extra={"receipt_id": receipt_id})
+    return jsonify(code=0, msg="success"), 200
+
+
+@bp.post("/webhook/event")
+def receive_event():
+    services: Services = current_app.extensions["feishu_bridge"]
+    dispatcher: lark.EventDispatcherHandler = current_app.extensions["feishu_bridge.dispatcher"]
+    handled_types: frozenset[str] = current_app.extensions["feishu_bridge.handled_types"]
+
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _refuse(Refusal(Reason.REJECTED, "request body too large"))
+    body = request.get_data(cache=True)
+    g.feishu_event = None
+    answer = dispatcher.do(parse_req())
+
+    if answer.status_code == 200:
+        data = g.pop("feishu_event", None)
+        if data is None:
+            return parse_resp(answer)  # url_verification: the SDK wrote the challenge reply
+        try:
+            event = event_from_sdk(data)
+        except ShapeError as exc:
+            return _refuse(Refusal(Reason.SHAPELESS, str(exc)))
+        return _accept(services, event, handled=True)
+
+    settings = services.settings
+    verdict = examine(
+        body,
+        dict(request.headers),
+        settings.feishu_encrypt_key.get_secret_value(),
+        settings.feishu_verification_token.get_secret_value(),
+    )
+    if isinstance(verdict, Refusal):
+        return _refuse(verdict)
+    if verdict.event_type in handled_types:
+        # Authentic and of a handled type, yet the SDK refused it: do not guess, refuse.
+        return _refuse(Refusal(Reason.REJECTED, "event refused by the SDK dispatcher"))
+    return _accept(services, verdict, handled=False)

@@ -1,0 +1,51 @@
+"""The worker and cron processes: RQ's own Worker (with its scheduler) and CronScheduler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from bot.config import Settings
+from bot.queue import ALL_QUEUES
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, queue_names: list[str] | None = None, *, burst: bool = False) -> bool:
+    """Process jobs until stopped (or, with burst, until the queues are empty)."""
+    os.environ.setdefault("FB_METRICS_PROCESS_ID", f"worker-{os.getpid()}")
+    from rq import Worker
+
+    import handlers  # noqa: F401 - import the SDK once, before forking work horses
+    import jobs.events  # noqa: F401
+    from bot.services import build_services, install
+
+    services = build_services(settings)
+    install(services)
+    _ = services.feishu  # build the lark client in the parent; horses inherit it
+    names = queue_names or list(ALL_QUEUES)
+    worker = Worker(
+        [services.queues[n] for n in names],
+        connection=services.redis,
+        name=f"{socket.gethostname()}.{os.getpid()}",
+    )
+    log.info("worker starting", extra={"queues": names, "burst": burst})
+    return worker.work(with_scheduler=True, burst=burst, logging_level=settings.log_level.upper())
+
+
+def build_cron(settings: Settings):
+    from rq.cron import CronScheduler
+
+    from bot.queue import QueueName, connect_redis
+    from jobs.maintenance import sweep_receipts
+
+    cron = CronScheduler(connection=connect_redis(settings.redis_url), logging_level=settings.log_level.upper())
+    cron.register(sweep_receipts, queue_name=QueueName.DEFAULT, interval=settings.sweep_interval_seconds,
+                  job_timeout=300, name="sweep_receipts")
+    return cron
+
+
+def run_cron(settings: Settings) -> None:
+    """Enqueue periodic jobs on their schedule (run exactly one of these per deployment)."""
+    build_cron(settings).start()

@@ -1,0 +1,20 @@
+"""Event handlers, run by workers (never in the webhook request).
+
+Each handler takes the process's Services and the recorded event (the schema 2.0 document,
+verification token removed). `REGISTRY` maps Feishu event types to them; the webhook
+accepts any authentic event, but only these types are enqueued for processing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bot.services import Services
+from handlers.messages import on_message_receive
+
+EventHandler = Callable[[Services, dict[str, Any]], str]
+
+REGISTRY: dict[str, EventHandler] = {
+    "im.message.receive_v1": on_message_receive,
+}

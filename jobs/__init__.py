@@ -1,0 +1,1 @@
+"""RQ jobs: small functions taking plain arguments; dependencies come from `bot.services.current()`."""

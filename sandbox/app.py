@@ -1,0 +1,25 @@
+"""The sandbox's Flask app factory."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from sandbox.control import bp as control_bp
+from sandbox.products import auth, im
+from sandbox.state import SandboxConfig, SandboxState
+
+
+def create_sandbox_app(config: SandboxConfig | None = None) -> Flask:
+    state = SandboxState(config or SandboxConfig())
+    app = Flask("feishu_sandbox")
+    app.extensions["sandbox"] = state
+    for bp in (auth.bp, im.bp, control_bp):
+        app.register_blueprint(bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        # Feishu's gateway answers unknown paths with a JSON body too.
+        return jsonify(code=exc.code, msg=exc.description), exc.code
+
+    return app

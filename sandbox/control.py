@@ -1,0 +1,103 @@
+"""`/sandbox/*`: how tests and curious users drive the emulator (not part of Feishu's API)."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, jsonify, request
+
+from sandbox.events import message_receive
+from sandbox.guard import state
+from sandbox.state import DEFAULT_CHAT_ID, DEFAULT_USER_OPEN_ID, SANDBOX_TENANT_KEY
+
+bp = Blueprint("sandbox_control", __name__, url_prefix="/sandbox")
+
+
+@bp.get("")
+def overview():
+    st = state()
+    return jsonify(
+        app_id=st.config.app_id,
+        webhook_url=st.config.webhook_url,
+        messages=len(st.messages),
+        bot_sent=len(st.bot_sent),
+        api_calls=len(st.api_calls),
+        token_requests=st.token_requests,
+        faults=vars(st.faults),
+    )
+
+
+@bp.post("/chat")
+def chat():
+    """Type a message into a chat as a user; the bot receives `im.message.receive_v1`."""
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    text = body.get("text")
+    if not isinstance(text, str) or not text:
+        return jsonify(error="'text' (non-empty string) is required"), 400
+    chat_id = str(body.get("chat_id") or DEFAULT_CHAT_ID)
+    user = str(body.get("user_open_id") or DEFAULT_USER_OPEN_ID)
+    chat_type = "group" if body.get("chat_type") == "group" else "p2p"
+    message = st.add_user_message(chat_id, user, json.dumps({"text": text}, ensure_ascii=False))
+    document = st.sender.envelope(
+        "im.message.receive_v1",
+        message_receive(message, chat_type=chat_type, tenant_key=SANDBOX_TENANT_KEY),
+        app_id=st.config.app_id,
+        tenant_key=SANDBOX_TENANT_KEY,
+    )
+    encrypted = bool(body.get("encrypted", st.config.encrypt_events)) and bool(st.config.encrypt_key)
+    st.sender.send(document, encrypted=encrypted)
+    return jsonify(message_id=message.message_id, event_id=document["header"]["event_id"])
+
+
+@bp.get("/sent")
+def sent():
+    """What the bot sent (create and reply), oldest first; `?chat_id=` / `?parent_id=` filter."""
+    st = state()
+    chat_id, parent_id = request.args.get("chat_id"), request.args.get("parent_id")
+    with st.lock:
+        items = [
+            {**m.to_api(st.config.app_id), "uuid": m.uuid}
+            for m in st.bot_sent
+            if (chat_id is None or m.chat_id == chat_id) and (parent_id is None or m.parent_id == parent_id)
+        ]
+    return jsonify(items=items, total=len(items))
+
+
+@bp.get("/chats/<chat_id>/messages")
+def conversation(chat_id: str):
+    st = state()
+    with st.lock:
+        items = [m.to_api(st.config.app_id) for m in st.messages.values() if m.chat_id == chat_id]
+    items.sort(key=lambda m: int(m["create_time"]))
+    return jsonify(items=items)
+
+
+@bp.get("/deliveries")
+def deliveries():
+    st = state()
+    attempts = st.sender.attempts()
+    return jsonify(items=[vars(a) for a in attempts], total=len(attempts))
+
+
+@bp.get("/calls")
+def calls():
+    st = state()
+    with st.lock:
+        return jsonify(items=list(st.api_calls), total=len(st.api_calls), token_requests=st.token_requests)
+
+
+@bp.post("/faults")
+def faults():
+    st = state()
+    try:
+        st.faults.update(request.get_json(force=True, silent=True) or {})
+    except (TypeError, ValueError) as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(faults=vars(st.faults))
+
+
+@bp.post("/reset")
+def reset():
+    state().reset()
+    return jsonify(ok=True)

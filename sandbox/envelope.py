@@ -1,0 +1,29 @@
+"""Feishu's response shapes: `{"code": 0, "msg": "success", "data": …}` and its error codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+
+# Open-platform error codes the sandbox speaks (see docs/sandbox.md for their sources).
+INVALID_TENANT_TOKEN = 99991663
+INVALID_USER_TOKEN = 99991668
+TOKEN_EXPIRED = 99991677
+RATE_LIMITED = 99991400
+INVALID_APP_CREDENTIALS = 10014
+IM_INVALID_PARAM = 230001
+IM_BOT_NOT_IN_CHAT = 230002
+INTERNAL_ERROR = 1500  # assumption: generic server-side failure, sent with HTTP 500
+
+
+def ok(data: Any = None) -> Response:
+    return jsonify(code=0, msg="success", data=data if data is not None else {})
+
+
+def fail(code: int, msg: str, http_status: int = 400, headers: dict[str, str] | None = None):
+    response = jsonify(code=code, msg=msg, error={"log_id": "sandbox"})
+    response.status_code = http_status
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response

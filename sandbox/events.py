@@ -1,0 +1,36 @@
+"""Builders for the event bodies Feishu sends (the `event` part of a schema 2.0 envelope)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.state import Message
+
+
+def message_receive(message: Message, *, chat_type: str, tenant_key: str) -> dict[str, Any]:
+    """`im.message.receive_v1` for a user's message."""
+    return {
+        "sender": {
+            "sender_id": {
+                "open_id": message.sender_id,
+                "union_id": message.sender_id.replace("ou_", "on_", 1),
+                "user_id": message.sender_id.removeprefix("ou_"),
+            },
+            "sender_type": "user",
+            "tenant_key": tenant_key,
+        },
+        "message": {
+            "message_id": message.message_id,
+            "root_id": message.root_id,
+            "parent_id": message.parent_id,
+            "create_time": str(message.create_time),
+            "update_time": str(message.create_time),
+            "chat_id": message.chat_id,
+            "thread_id": "",
+            "chat_type": chat_type,
+            "message_type": message.msg_type,
+            "content": message.content,
+            "mentions": [],
+            "user_agent": "Feishu-Sandbox",
+        },
+    }

@@ -1,0 +1,184 @@
+"""Delivers events to a webhook as Feishu does, re-delivering while the answer is not 200.
+
+Feishu's own schedule after a non-200 answer is about 15 s, 5 min, 1 h and 6 h; tests pass a
+compressed schedule. Every attempt is logged so tests can count and inspect them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sandbox.crypto import encrypt, sign
+
+FEISHU_REDELIVERY_SCHEDULE = (15.0, 300.0, 3600.0, 21600.0)
+
+
+@dataclass
+class Attempt:
+    event_id: str
+    attempt: int
+    status: int | None  # None: no HTTP answer (connection error, timeout)
+    encrypted: bool
+    latency_ms: float
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class SenderConfig:
+    webhook_url: str
+    encrypt_key: str = ""
+    verification_token: str = ""
+    redelivery_schedule: Sequence[float] = FEISHU_REDELIVERY_SCHEDULE
+    timeout: float = 10.0
+    threads: int = 8
+
+
+class EventSender:
+    def __init__(self, config: SenderConfig) -> None:
+        self.config = config
+        self._client = httpx.Client(timeout=config.timeout)
+        self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="sender")
+        self._lock = threading.Lock()
+        self._attempts: list[Attempt] = []
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+        self._timers: set[threading.Timer] = set()
+        self._closed = False
+
+    # -- building what goes on the wire -------------------------------------------------
+
+    def envelope(self, event_type: str, event: dict[str, Any], *, event_id: str | None = None,
+                 app_id: str = "cli_sandbox", tenant_key: str = "sandbox_tenant") -> dict[str, Any]:
+        """A schema 2.0 envelope; Feishu puts the verification token in header.token."""
+        return {
+            "schema": "2.0",
+            "header": {
+                "event_id": event_id or secrets.token_hex(16),
+                "token": self.config.verification_token,
+                "create_time": str(int(time.time() * 1000)),
+                "event_type": event_type,
+                "tenant_key": tenant_key,
+                "app_id": app_id,
+            },
+            "event": event,
+        }
+
+    def wire(self, document: dict[str, Any], *, encrypted: bool) -> tuple[bytes, dict[str, str]]:
+        """Body and headers for one delivery: optionally encrypted, signed when a key is set."""
+        plain = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        key = self.config.encrypt_key
+        if encrypted:
+            if not key:
+                raise ValueError("cannot encrypt without an encrypt key")
+            body = json.dumps({"encrypt": encrypt(plain, key)}).encode()
+        else:
+            body = plain.encode()
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Feishu-Sandbox"}
+        if key:
+            timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+            headers |= {
+                "X-Lark-Request-Timestamp": timestamp,
+                "X-Lark-Request-Nonce": nonce,
+                "X-Lark-Signature": sign(timestamp, nonce, key, body),
+            }
+        return body, headers
+
+    # -- delivering ------------------------------------------------------------------
+
+    def deliver_now(self, document: dict[str, Any], *, encrypted: bool, attempt: int = 1) -> Attempt:
+        """One synchronous delivery attempt (no re-delivery)."""
+        event_id = _event_id(document)
+        body, headers = self.wire(document, encrypted=encrypted)
+        started = time.perf_counter()
+        try:
+            response = self._client.post(self.config.webhook_url, content=body, headers=headers)
+            record = Attempt(event_id, attempt, response.status_code, encrypted,
+                             (time.perf_counter() - started) * 1000)
+        except httpx.HTTPError as exc:
+            record = Attempt(event_id, attempt, None, encrypted,
+                             (time.perf_counter() - started) * 1000, error=type(exc).__name__)
+        with self._lock:
+            self._attempts.append(record)
+        return record
+
+    def send(self, document: dict[str, Any], *, encrypted: bool = True) -> None:
+        """Deliver in the background, re-delivering on the schedule until a 200 or it runs out."""
+        self._submit(document, encrypted, attempt=1)
+
+    def _submit(self, document: dict[str, Any], encrypted: bool, attempt: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._pending += 1
+        self._pool.submit(self._run, document, encrypted, attempt)
+
+    def _run(self, document: dict[str, Any], encrypted: bool, attempt: int) -> None:
+        try:
+            result = self.deliver_now(document, encrypted=encrypted, attempt=attempt)
+            schedule = self.config.redelivery_schedule
+            if result.status != 200 and attempt <= len(schedule):
+                self._schedule(document, encrypted, attempt + 1, schedule[attempt - 1])
+        finally:
+            with self._lock:
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def _schedule(self, document: dict[str, Any], encrypted: bool, attempt: int, delay: float) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._pending += 1
+
+        def fire() -> None:
+            self._submit(document, encrypted, attempt)  # counted pending before we let go
+            with self._lock:
+                self._timers.discard(timer)
+                self._pending -= 1
+                self._idle.notify_all()
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Block until no delivery is in flight or scheduled. False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def attempts(self) -> list[Attempt]:
+        with self._lock:
+            return list(self._attempts)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            timers = list(self._timers)
+        for timer in timers:
+            timer.cancel()
+        self._pool.shutdown(wait=True)
+        self._client.close()
+
+
+def _event_id(document: dict[str, Any]) -> str:
+    header = document.get("header")
+    if isinstance(header, dict) and isinstance(header.get("event_id"), str):
+        return header["event_id"]
+    return str(document.get("uuid", ""))
