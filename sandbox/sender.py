@@ -167,6 +167,11 @@ class EventSender:
         with self._lock:
             return list(self._attempts)
 
+    def clear(self) -> None:
+        """Forget logged attempts (between test cases)."""
+        with self._lock:
+            self._attempts.clear()
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

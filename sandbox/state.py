@@ -177,6 +177,5 @@ class SandboxState:
             self.bot_sent.clear()
             self._uuid_index.clear()
             self.api_calls.clear()
-            self.tenant_tokens.clear()
             self.token_requests = 0
-            self.faults = Faults()
+            self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu

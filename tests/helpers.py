@@ -1,0 +1,36 @@
+"""Building Feishu-shaped requests for tests, with the sandbox's own sender code."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from sandbox.crypto import encrypt
+from sandbox.sender import EventSender, SenderConfig
+from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN
+
+
+def sender(encrypt_key: str = SANDBOX_ENCRYPT_KEY, token: str = SANDBOX_VERIFICATION_TOKEN) -> EventSender:
+    return EventSender(SenderConfig(webhook_url="http://unused.invalid", encrypt_key=encrypt_key,
+                                    verification_token=token))
+
+
+def text_message_event(s: EventSender, text: str = "/ping", *, event_id: str | None = None,
+                       event_type: str = "im.message.receive_v1", message_id: str | None = None) -> dict:
+    return s.envelope(event_type, {
+        "sender": {"sender_id": {"open_id": "ou_test"}, "sender_type": "user", "tenant_key": "t"},
+        "message": {
+            "message_id": message_id or f"om_{secrets.token_hex(8)}",
+            "chat_id": "oc_test", "chat_type": "p2p", "message_type": "text",
+            "content": json.dumps({"text": text}), "create_time": "1700000000000",
+        },
+    }, event_id=event_id)
+
+
+def challenge_body(token: str = SANDBOX_VERIFICATION_TOKEN, *, encrypt_key: str | None = None,
+                   challenge: str = "ch-123") -> bytes:
+    doc: dict[str, Any] = {"challenge": challenge, "token": token, "type": "url_verification"}
+    if encrypt_key:
+        return json.dumps({"encrypt": encrypt(json.dumps(doc), encrypt_key)}).encode()
+    return json.dumps(doc).encode()
