@@ -7,10 +7,11 @@ factory, the CLI and the worker, and the result is passed down explicitly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+import json
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 FEISHU_OPEN_PLATFORM = "https://open.feishu.cn"
 
@@ -42,7 +43,10 @@ class Settings(BaseSettings):
     log_json: bool | None = None  # None = JSON when stderr is not a TTY
 
     # Intake and workers.
-    event_retry_intervals: list[int] = Field(default_factory=lambda: [10, 30, 120, 600, 1800])
+    # Seconds between retries of a failed event job, e.g. EVENT_RETRY_INTERVALS=10,30,120.
+    event_retry_intervals: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [10, 30, 120, 600, 1800]
+    )
     event_lease_seconds: int = 600  # a receipt claimed longer than this is considered abandoned
     sweep_interval_seconds: int = 60
     web_workers: int = 4
@@ -58,8 +62,11 @@ class Settings(BaseSettings):
     @field_validator("event_retry_intervals", mode="before")
     @classmethod
     def _parse_intervals(cls, value: Any) -> Any:
-        if isinstance(value, str) and not value.strip().startswith("["):
-            return [int(part) for part in value.split(",") if part.strip()]
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [int(part) for part in text.split(",") if part.strip()]
         return value
 
     @property

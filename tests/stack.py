@@ -1,0 +1,91 @@
+"""The bridge's real processes for end-to-end tests: gunicorn web, RQ workers, cron."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.state import (
+    SANDBOX_APP_ID,
+    SANDBOX_APP_SECRET,
+    SANDBOX_ENCRYPT_KEY,
+    SANDBOX_VERIFICATION_TOKEN,
+)
+from tests.servers import free_port, wait_http
+
+
+@dataclass
+class BridgeStack:
+    workdir: Path
+    database_url: str
+    redis_url: str
+    feishu_base_url: str
+    web_workers: int = 2
+    web_threads: int = 8
+    workers: int = 2
+    cron: bool = False
+    port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FEISHU_", "PROMETHEUS_"))}
+        env.update({
+            "FEISHU_APP_ID": SANDBOX_APP_ID,
+            "FEISHU_APP_SECRET": SANDBOX_APP_SECRET,
+            "FEISHU_ENCRYPT_KEY": SANDBOX_ENCRYPT_KEY,
+            "FEISHU_VERIFICATION_TOKEN": SANDBOX_VERIFICATION_TOKEN,
+            "FEISHU_BASE_URL": self.feishu_base_url,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "VAR_DIR": str(self.workdir / "var"),
+            "PROMETHEUS_MULTIPROC_DIR": str(self.workdir / "metrics"),
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "WEB_WORKERS": str(self.web_workers),
+            "WEB_THREADS": str(self.web_threads),
+            "LOG_LEVEL": "WARNING",
+            "EVENT_RETRY_INTERVALS": "1,2,4",
+        })
+        return env
+
+    def start(self) -> BridgeStack:
+        (self.workdir / "metrics").mkdir(parents=True, exist_ok=True)
+        env = self.env()
+        log = open(self.workdir / "stack.log", "ab")  # noqa: SIM115 - closed with the processes
+        subprocess.run([sys.executable, "-m", "bot.cli", "db", "init"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        for _ in range(self.workers):
+            self._spawn([sys.executable, "-m", "bot.cli", "worker"], env, log)
+        if self.cron:
+            self._spawn([sys.executable, "-m", "bot.cli", "cron"], env, log)
+        self._spawn([sys.executable, "-m", "gunicorn", "-c", "python:bot.gunicorn_conf",
+                     "bot.app:create_app()"], env, log)
+        wait_http(f"{self.base_url}/healthz", timeout=90)
+        return self
+
+    def _spawn(self, argv: list[str], env: dict[str, str], log) -> None:
+        self.processes.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log,
+                                               cwd=Path(__file__).resolve().parent.parent))
+
+    def log_text(self) -> str:
+        path = self.workdir / "stack.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
