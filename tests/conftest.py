@@ -114,7 +114,7 @@ def services(settings: Settings, redis_conn: Redis) -> Iterator[Services]:
 
 @pytest.fixture
 def app(services: Services):
-    from bot.app import create_app  # noqa: PLC0415
+    from bot.app import create_app
 
     application = create_app(services=services)
     application.config["TESTING"] = True

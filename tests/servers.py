@@ -84,7 +84,7 @@ class PostgresServer:
 
 
 def wait_http(url: str, timeout: float = 60.0, status: int = 200) -> None:
-    import httpx  # noqa: PLC0415
+    import httpx
 
     deadline = time.monotonic() + timeout
     last: object = None

@@ -8,9 +8,9 @@ import time
 import pytest
 from sqlalchemy import create_engine, text
 
+from sandbox.events import message_receive
 from sandbox.sender import EventSender, SenderConfig
 from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_TENANT_KEY, SANDBOX_VERIFICATION_TOKEN
-from sandbox.events import message_receive
 from tests.stack import BridgeStack
 
 pytestmark = pytest.mark.slow

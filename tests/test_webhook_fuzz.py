@@ -18,7 +18,8 @@ HEADER_NAMES = ["X-Lark-Request-Timestamp", "X-Lark-Request-Nonce", "X-Lark-Sign
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
 envelope_like = st.fixed_dictionaries(

@@ -1,0 +1,89 @@
+"""Settings, `config check`, `db init` and the CLI's help."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from bot.cli import main
+from bot.config import Settings
+
+SECRET = "app-secret-value-9f8e7d6c"
+ENCRYPT = "encrypt-key-value-1a2b3c4d"
+
+
+def test_settings_read_env_and_dotenv(tmp_path, monkeypatch):
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"FEISHU_APP_ID=cli_from_dotenv\nFEISHU_APP_SECRET={SECRET}\n"
+                        "EVENT_RETRY_INTERVALS=5,10\nFEISHU_BASE_URL=https://open.example.test/\n")
+    monkeypatch.setenv("PORT", "9123")
+    settings = Settings(_env_file=str(env_file))
+    assert settings.feishu_app_id == "cli_from_dotenv"
+    assert settings.feishu_app_secret.get_secret_value() == SECRET
+    assert settings.port == 9123
+    assert settings.event_retry_intervals == [5, 10]
+    assert settings.feishu_base_url == "https://open.example.test"  # no trailing slash for the SDK
+    assert SECRET not in repr(settings)
+
+
+def test_default_database_is_sqlite_under_var(tmp_path):
+    settings = Settings(_env_file=None, var_dir=tmp_path / "v")
+    assert settings.effective_database_url == f"sqlite:///{tmp_path / 'v' / 'feishu-bridge.db'}"
+    assert settings.uses_embedded_redis
+    heroku = Settings(_env_file=None, database_url="postgres://u:p@h:5432/d")
+    assert heroku.effective_database_url == "postgresql+psycopg://u:p@h:5432/d"
+
+
+def _env(**extra):
+    base = {"FEISHU_APP_ID": "", "FEISHU_APP_SECRET": "", "FEISHU_ENCRYPT_KEY": "",
+            "FEISHU_VERIFICATION_TOKEN": "", "ADMIN_TOKEN": "", "DATABASE_URL": "", "REDIS_URL": ""}
+    base.update(extra)
+    return base
+
+
+def test_config_check_masks_secrets_and_names_what_is_missing(tmp_path):
+    runner = CliRunner()
+    env = _env(FEISHU_APP_ID="cli_abc", FEISHU_APP_SECRET=SECRET, FEISHU_ENCRYPT_KEY=ENCRYPT,
+               DATABASE_URL="postgresql://bridge:db-password-123@db.local/bridge")
+    result = runner.invoke(main, ["--env-file", str(tmp_path / "none.env"), "config", "check"], env=env)
+    assert result.exit_code == 0, result.output
+    assert SECRET not in result.output and ENCRYPT not in result.output
+    assert "db-password-123" not in result.output
+    assert "****7d6c" in result.output
+    assert "FEISHU_VERIFICATION_TOKEN" in result.output.split("Missing")[1]
+    assert "ADMIN_TOKEN" in result.output.split("Missing")[1]
+
+    as_json = runner.invoke(main, ["--env-file", str(tmp_path / "none.env"), "config", "check", "--json"],
+                            env=env)
+    doc = json.loads(as_json.output)
+    assert doc["settings"]["FEISHU_APP_SECRET"] == "****7d6c"
+    assert doc["missing_for_real_feishu"] == ["FEISHU_VERIFICATION_TOKEN", "ADMIN_TOKEN"]
+    assert SECRET not in as_json.output
+
+
+def test_db_init_is_idempotent(tmp_path):
+    runner = CliRunner()
+    env = _env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    for _ in range(2):
+        result = runner.invoke(main, ["--env-file", str(tmp_path / "none.env"), "db", "init"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "schema applied (common) to sqlite" in result.output
+    events = runner.invoke(main, ["--env-file", str(tmp_path / "none.env"), "events", "--json"], env=env)
+    assert json.loads(events.output) == {"counts": {}, "recent": []}
+
+
+def test_every_command_explains_itself():
+    runner = CliRunner()
+    top = runner.invoke(main, ["--help"])
+    assert top.exit_code == 0
+    for command in ("up", "worker", "cron", "web", "sandbox", "config", "db", "events"):
+        assert command in top.output
+        result = runner.invoke(main, [command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, command
+
+
+def test_worker_rejects_unknown_queue():
+    result = CliRunner().invoke(main, ["worker", "-q", "nope"])
+    assert result.exit_code == 2
+    assert "unknown queue" in result.output

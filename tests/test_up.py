@@ -1,0 +1,111 @@
+"""`feishu-bridge up --sandbox`: the whole product from one command, with no credentials."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.redis_server import EmbeddedRedis
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUND_TRIP_OK = "/ping → pong round trip through the sandbox works"
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FEISHU_", "DATABASE_", "REDIS_", "PROMETHEUS_", "VAR_DIR", "PORT"))}
+    env.update(extra)
+    return env
+
+
+def _read_until(process: subprocess.Popen, needle: str, timeout: float) -> str:
+    """Collect the merged output until `needle` appears (or fail with what was seen)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    os.set_blocking(process.stdout.fileno(), False)
+    buffer = b""
+    while time.monotonic() < deadline:
+        chunk = process.stdout.read()
+        if chunk:
+            buffer += chunk
+            text = buffer.decode(errors="replace")
+            if needle in text:
+                return text
+        elif process.poll() is not None:
+            break
+        time.sleep(0.2)
+    seen.append(buffer.decode(errors="replace"))
+    raise AssertionError(f"did not see {needle!r}; output:\n{''.join(seen)[-4000:]}")
+
+
+def _stop(process: subprocess.Popen, timeout: float = 40) -> int:
+    process.send_signal(signal.SIGINT)
+    return process.wait(timeout)
+
+
+def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
+    port, sandbox_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "up", "--sandbox", "--port", str(port),
+         "--sandbox-port", str(sandbox_port), "--workers", "1"],
+        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        output = _read_until(process, ROUND_TRIP_OK, timeout=120)
+        assert f"Feishu Bridge is up on http://127.0.0.1:{port}" in output
+        assert "/webhook/event" in output
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.status_code == 200
+        # The round trip is real: the sandbox has the bot's pong reply on record.
+        sent = httpx.get(f"http://127.0.0.1:{sandbox_port}/sandbox/sent", timeout=5).json()
+        assert [m["body"]["content"] for m in sent["items"]] == ['{"text": "pong"}']
+        # Sandbox data lives in its own var/ subdirectory, with embedded SQLite and Redis.
+        assert (tmp_path / "var" / "sandbox" / "feishu-bridge.db").exists()
+        redis = EmbeddedRedis(tmp_path / "var" / "sandbox" / "redis")
+        assert redis.is_running()
+    finally:
+        code = _stop(process)
+    assert code == 0
+    assert not redis.is_running(), "embedded redis left running after shutdown"
+    assert process.poll() is not None
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def _readme_command(number: int) -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- setup-command-{number} -->\s*```(?:bash|sh)?\n(.+?)\n```", text, re.S)
+    assert match, f"README has no setup command {number}"
+    return match.group(1).strip()
+
+
+@pytest.mark.skipif(os.environ.get("FB_CLEAN_CLONE_TEST") != "1" or shutil.which("git") is None,
+                    reason="set FB_CLEAN_CLONE_TEST=1 (CI does) to install into a fresh clone")
+def test_readme_command_1_on_a_clean_clone(tmp_path):
+    """Clone the committed tree, run README command 1 verbatim, and see the /ping round trip."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    command = _readme_command(1)
+    env = _clean_env(PORT=str(free_port()))
+    process = subprocess.Popen(["bash", "-c", command], cwd=clone, env=env, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _read_until(process, ROUND_TRIP_OK, timeout=600)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
