@@ -7,6 +7,7 @@ from werkzeug.exceptions import HTTPException
 
 from bot.config import Settings, load_settings
 from bot.logs import configure_logging
+from bot.recorder import Recorder
 from bot.services import Services, build_services
 
 
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["feishu_bridge"] = services
     app.extensions["feishu_bridge.handled_types"] = frozenset(REGISTRY)
     app.extensions["feishu_bridge.dispatcher"] = webhook.build_dispatcher(services, sorted(REGISTRY))
+    app.extensions["feishu_bridge.recorder"] = Recorder(services)
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)

@@ -11,6 +11,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.queue import EnqueueData
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +54,24 @@ def event_job_id(receipt_id: int) -> str:
     return f"event-{receipt_id}"
 
 
-def enqueue_event(queue: Queue, receipt_id: int, intervals: list[int]) -> Job:
-    """Put one receipt's processing on the queue; the job carries only the receipt id."""
-    return queue.enqueue(
+EVENT_JOB_OPTIONS = {"timeout": 300, "result_ttl": 600, "failure_ttl": 30 * 24 * 3600}
+
+
+def event_job_data(receipt_id: int, intervals: list[int], job_id: str | None = None) -> EnqueueData:
+    """The job that processes one receipt: it carries only the receipt id."""
+    return Queue.prepare_data(
         PROCESS_EVENT,
-        receipt_id,
-        job_id=event_job_id(receipt_id),
+        (receipt_id,),
+        job_id=job_id or event_job_id(receipt_id),
         retry=retry_policy(intervals),
-        job_timeout=300,
-        result_ttl=600,
-        failure_ttl=30 * 24 * 3600,
         description=f"event receipt {receipt_id}",
+        **EVENT_JOB_OPTIONS,
     )
+
+
+def enqueue_event(queue: Queue, receipt_id: int, intervals: list[int]) -> Job:
+    [job] = queue.enqueue_many([event_job_data(receipt_id, intervals)])
+    return job
 
 
 def job_is_live(connection: Redis, job_id: str) -> bool:
@@ -79,13 +86,5 @@ def requeue_event(queue: Queue, receipt_id: int, intervals: list[int], attempt: 
     job_id = f"{event_job_id(receipt_id)}-r{attempt}"
     if any(job_is_live(queue.connection, j) for j in (event_job_id(receipt_id), job_id)):
         return None
-    return queue.enqueue(
-        PROCESS_EVENT,
-        receipt_id,
-        job_id=job_id,
-        retry=retry_policy(intervals),
-        job_timeout=300,
-        result_ttl=600,
-        failure_ttl=30 * 24 * 3600,
-        description=f"event receipt {receipt_id} (re-enqueued by sweeper)",
-    )
+    [job] = queue.enqueue_many([event_job_data(receipt_id, intervals, job_id)])
+    return job

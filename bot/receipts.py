@@ -41,6 +41,33 @@ def record(engine: Engine, event: ParsedEvent, *, status: str = "received") -> i
         return conn.execute(stmt).scalar()
 
 
+def record_many(engine: Engine, events: list[tuple[ParsedEvent, str]]) -> dict[str, int]:
+    """Insert many receipts in one transaction (event ids must be distinct).
+    Returns event_id → receipt id for the new ones; re-deliveries are absent."""
+    if not events:
+        return {}
+    now = utcnow()
+    rows = [
+        {
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "schema_version": event.schema_version,
+            "received_at": now,
+            "payload": json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")),
+            "status": status,
+        }
+        for event, status in events
+    ]
+    stmt = (
+        _insert_ignoring_duplicates(engine)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(_table.c.event_id, _table.c.id)
+    )
+    with engine.begin() as conn:
+        return {event_id: receipt_id for event_id, receipt_id in conn.execute(stmt)}
+
+
 @dataclass(frozen=True)
 class Claimed:
     id: int

@@ -14,13 +14,10 @@ from typing import Any
 import lark_oapi as lark
 from flask import Blueprint, current_app, g, jsonify, request
 from lark_oapi.adapter.flask import parse_req, parse_resp
-from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 
-from bot import receipts
 from bot.intake import ParsedEvent, Reason, Refusal, ShapeError, event_from_sdk, examine
 from bot.metrics import EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REJECTED, EVENTS_UNAVAILABLE
-from bot.queue import QueueName, enqueue_event
+from bot.recorder import Recorder, StorageUnavailable
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -53,26 +50,19 @@ def _refuse(refusal: Refusal):
     return jsonify(code=refusal.status, msg=refusal.detail, reason=refusal.reason.value), refusal.status
 
 
-def _accept(services: Services, event: ParsedEvent, *, handled: bool):
+def _accept(event: ParsedEvent, *, handled: bool):
+    recorder: Recorder = current_app.extensions["feishu_bridge.recorder"]
     try:
-        receipt_id = receipts.record(services.engine, event, status="received" if handled else "unhandled")
-    except SQLAlchemyError:
+        outcome = recorder.record(event, handled=handled)
+    except (StorageUnavailable, TimeoutError) as exc:
         EVENTS_UNAVAILABLE.inc()
-        log.exception("cannot record event receipt", extra={"event_id": event.event_id})
+        log.error("cannot record event receipt", extra={"event_id": event.event_id, "error": str(exc)})
         # Not the sender's fault: 503 makes Feishu re-deliver once storage is back.
         return jsonify(code=503, msg="storage unavailable, retry later"), 503
-    if receipt_id is None:
+    if outcome.receipt_id is None:
         EVENTS_DUPLICATE.labels(event.event_type).inc()
         return jsonify(code=0, msg="duplicate"), 200
     EVENTS_RECEIVED.labels(event.event_type).inc()
-    if handled:
-        try:
-            enqueue_event(
-                services.queues[QueueName.DEFAULT], receipt_id, services.settings.event_retry_intervals
-            )
-        except RedisError:
-            # The receipt is durable; the sweeper enqueues it once Redis answers again.
-            log.warning("enqueue failed; left for the sweeper", extra={"receipt_id": receipt_id})
     return jsonify(code=0, msg="success"), 200
 
 
@@ -96,7 +86,7 @@ def receive_event():
             event = event_from_sdk(data)
         except ShapeError as exc:
             return _refuse(Refusal(Reason.SHAPELESS, str(exc)))
-        return _accept(services, event, handled=True)
+        return _accept(event, handled=True)
 
     settings = services.settings
     verdict = examine(
@@ -110,4 +100,4 @@ def receive_event():
     if verdict.event_type in handled_types:
         # Authentic and of a handled type, yet the SDK refused it: do not guess, refuse.
         return _refuse(Refusal(Reason.REJECTED, "event refused by the SDK dispatcher"))
-    return _accept(services, verdict, handled=False)
+    return _accept(verdict, handled=False)

@@ -1,0 +1,18 @@
+"""The ceiling for bench/intake.py: a Flask endpoint that reads the body and answers 200."""
+
+from flask import Flask, jsonify, request
+
+
+def create_app() -> Flask:
+    app = Flask("bare")
+
+    @app.post("/webhook/event")
+    def receive():
+        request.get_data()
+        return jsonify(code=0, msg="success")
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    return app
