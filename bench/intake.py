@@ -208,8 +208,11 @@ def main() -> None:
         "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"), "LOG_LEVEL": "WARNING",
     })
     (work / "metrics").mkdir()
-    settings = (f"gunicorn gthread, WEB_WORKERS={os.environ.get('WEB_WORKERS', '4')}, "
-                f"WEB_THREADS={os.environ.get('WEB_THREADS', '8')}; wrk -t{WRK_THREADS}")
+    from bot.config import load_settings
+
+    effective = load_settings()
+    settings = (f"gunicorn gthread (bot/gunicorn_conf.py), WEB_WORKERS={effective.web_workers}, "
+                f"WEB_THREADS={effective.web_threads}; wrk -t{WRK_THREADS}")
     print(f"# intake bench — {settings}; database={args.db}; {args.seconds}s per run; "
           f"{os.cpu_count()} cores", flush=True)
 

@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     )
     event_lease_seconds: int = 600  # a receipt claimed longer than this is considered abandoned
     sweep_interval_seconds: int = 60
-    web_workers: int = 4
-    web_threads: int = 8
+    web_workers: int = 4  # gunicorn processes
+    web_threads: int = 32  # gunicorn gthread threads per process
     workers: int = 2
 
     @field_validator("feishu_base_url")

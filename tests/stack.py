@@ -25,7 +25,7 @@ class BridgeStack:
     redis_url: str
     feishu_base_url: str
     web_workers: int = 2
-    web_threads: int = 8
+    web_threads: int = 32
     workers: int = 2
     cron: bool = False
     port: int = field(default_factory=free_port)
