@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import (
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -83,19 +84,12 @@ class QueueDepthCollector(Collector):
 
 
 def render(queues_provider) -> bytes:
-    registry = CollectorRegistry()
+    """Prometheus text: every process's counters, then queue depths read from Redis now."""
     if os.environ.get(METRICS_DIR_ENV):
+        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
-        from prometheus_client import REGISTRY
-
         registry = REGISTRY
-    registry.register(QueueDepthCollector(queues_provider))
-    try:
-        return generate_latest(registry)
-    finally:
-        if registry is not None and os.environ.get(METRICS_DIR_ENV) is None:
-            # The global registry is reused across scrapes: drop the per-scrape collector.
-            for collector in list(registry._collector_to_names):  # type: ignore[attr-defined]
-                if isinstance(collector, QueueDepthCollector):
-                    registry.unregister(collector)
+    queue_registry = CollectorRegistry()
+    queue_registry.register(QueueDepthCollector(queues_provider))
+    return generate_latest(registry) + generate_latest(queue_registry)

@@ -9,37 +9,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Engine, and_, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.intake import ParsedEvent
 from bot.models import EventReceipt, UTCDateTime, utcnow
 
-_table = EventReceipt.__table__
-
-
-def _insert_ignoring_duplicates(engine: Engine):
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(_table)
-
 
 def record(engine: Engine, event: ParsedEvent, *, status: str = "received") -> int | None:
-    """Insert a receipt; None when this event_id was recorded before (a re-delivery)."""
-    stmt = (
-        _insert_ignoring_duplicates(engine)
-        .values(
-            event_id=event.event_id,
-            event_type=event.event_type,
-            schema_version=event.schema_version,
-            received_at=utcnow(),
-            payload=json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")),
-            status=status,
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(_table.c.id)
-    )
-    with engine.begin() as conn:
-        return conn.execute(stmt).scalar()
+    """Insert one receipt; None when this event_id was recorded before (a re-delivery)."""
+    return record_many(engine, [(event, status)]).get(event.event_id)
 
 
 _RECORD_COLUMNS = ("event_id", "event_type", "schema_version", "received_at", "payload", "status")
