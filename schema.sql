@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS event_receipts (
     claimed_at   TIMESTAMP,
     processed_at TIMESTAMP,
     last_error   TEXT,
+    job_id       VARCHAR(64),  -- the RQ job that carries this receipt (the sweeper checks it is alive)
     CONSTRAINT uq_event_receipts_event_id UNIQUE (event_id),
     CONSTRAINT ck_event_receipts_status CHECK (
         status IN ('received', 'queued', 'processing', 'done', 'failed', 'unhandled')

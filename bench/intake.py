@@ -10,7 +10,10 @@ work per request: verify, decrypt, insert a receipt, enqueue a job). Two load sh
 * paced — each connection waits between requests so the offered load is a fixed rate
   (--paced-rate); latency then measures the service time a sender sees under that load.
 
-Usage: python bench/intake.py [--db sqlite|postgres] [--seconds 10] [--paced-rate 500]
+Each load runs several rounds, alternating which app goes first, and reports medians: the
+machines here are noisy, and a single pair of runs can differ by a third.
+
+Usage: python bench/intake.py [--db sqlite|postgres] [--seconds 10] [--rounds 3] [--paced-rate 500]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +98,22 @@ class Result:
     p99_ms: float
     non_2xx: int
     errors: int
+    total_requests: int = 0  # over all rounds (median() sums it)
+
+    @staticmethod
+    def median(results: list[Result]) -> Result:
+        """Per-field medians across rounds; request, non-2xx and error counts are summed."""
+        def mid(values: list[float]) -> float:
+            return statistics.median(values)
+
+        first = results[0]
+        return Result(
+            first.label, first.connections, int(mid([r.requests for r in results])),
+            mid([r.seconds for r in results]), mid([r.rps for r in results]),
+            mid([r.p50_ms for r in results]), mid([r.p99_ms for r in results]),
+            sum(r.non_2xx for r in results), sum(r.errors for r in results),
+            sum(r.requests for r in results),
+        )
 
 
 def ensure_wrk() -> str:
@@ -185,6 +205,8 @@ def main() -> None:
     parser.add_argument("--connections", default="50,200")
     parser.add_argument("--events", type=int, default=40000, help="unique events per bridge run")
     parser.add_argument("--modes", default="closed,paced")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating bare/bridge rounds per load; the table shows medians")
     args = parser.parse_args()
 
     wrk = ensure_wrk()
@@ -224,24 +246,37 @@ def main() -> None:
         for mode in args.modes.split(","):
             for c in connections:
                 delay_ms = 0 if mode == "closed" else max(1, int(1000 * c / args.paced_rate))
-                data = work / f"events-{mode}-{c}.lua"
-                write_events(data, args.events, f"{mode}{c}")
-                script = work / f"wrk-{mode}-{c}.lua"
-                script.write_text(LUA_TEMPLATE % {"data": data, "threads": WRK_THREADS, "delay_ms": delay_ms})
-                before = count_receipts(database_url)
-                ceiling = run_wrk(wrk, bare.url, script, c, args.seconds, "bare")
-                ours = run_wrk(wrk, bridge.url, script, c, args.seconds, "bridge")
-                time.sleep(1)
-                recorded = count_receipts(database_url) - before
-                if ours.requests > args.events:
-                    print(f"warning: {ours.requests} requests > {args.events} unique events; "
-                          "raise --events", file=sys.stderr)
-                results.append((mode, ceiling, ours, recorded))
+                ceilings: list[Result] = []
+                ours: list[Result] = []
+                recorded = 0
+                for round_no in range(args.rounds):
+                    data = work / f"events-{mode}-{c}-{round_no}.lua"
+                    write_events(data, args.events, f"{mode}{c}r{round_no}")
+                    script = work / f"wrk-{mode}-{c}-{round_no}.lua"
+                    script.write_text(LUA_TEMPLATE % {"data": data, "threads": WRK_THREADS,
+                                                      "delay_ms": delay_ms})
+                    before = count_receipts(database_url)
+                    # Alternate which app goes first, so drift in the machine's load hits both.
+                    order = ("bare", "bridge") if round_no % 2 == 0 else ("bridge", "bare")
+                    for which in order:
+                        server = bare if which == "bare" else bridge
+                        result = run_wrk(wrk, server.url, script, c, args.seconds, which)
+                        (ceilings if which == "bare" else ours).append(result)
+                    time.sleep(1)
+                    recorded += count_receipts(database_url) - before
+                    if ours[-1].requests > args.events:
+                        print(f"warning: {ours[-1].requests} requests > {args.events} unique events; "
+                              "raise --events", file=sys.stderr)
+                    print(f"  {mode} c={c} round {round_no + 1}: bare {ceilings[-1].rps:.0f} req/s, "
+                          f"bridge {ours[-1].rps:.0f} req/s", flush=True)
+                ceiling, mine = Result.median(ceilings), Result.median(ours)
+                results.append((mode, ceiling, mine, recorded))
                 print(f"{mode:6} c={c:<4} bare {ceiling.rps:8.0f} req/s p50 {ceiling.p50_ms:6.1f} ms "
-                      f"p99 {ceiling.p99_ms:6.1f} ms | bridge {ours.rps:8.0f} req/s "
-                      f"p50 {ours.p50_ms:6.1f} ms p99 {ours.p99_ms:6.1f} ms | "
-                      f"ratio {ours.rps / ceiling.rps:4.2f} | non-2xx {ours.non_2xx} "
-                      f"socket errors {ours.errors} | receipts {recorded}", flush=True)
+                      f"p99 {ceiling.p99_ms:6.1f} ms | bridge {mine.rps:8.0f} req/s "
+                      f"p50 {mine.p50_ms:6.1f} ms p99 {mine.p99_ms:6.1f} ms | "
+                      f"ratio {mine.rps / ceiling.rps:4.2f} | non-2xx {mine.non_2xx} "
+                      f"socket errors {mine.errors} | receipts {recorded} of {mine.total_requests}",
+                      flush=True)
     finally:
         bare.stop()
         bridge.stop()
@@ -249,13 +284,14 @@ def main() -> None:
         if postgres:
             postgres.stop()
 
-    print("\n| load | conns | bare req/s | bare p50 / p99 ms | bridge req/s | bridge p50 / p99 ms "
-          "| throughput ratio | bridge non-2xx | receipts recorded |")
+    print(f"\nMedians of {args.rounds} alternating rounds of {args.seconds} s each.\n")
+    print("| load | conns | bare req/s | bare p50 / p99 ms | bridge req/s | bridge p50 / p99 ms "
+          "| throughput ratio | bridge non-2xx | bridge requests / receipts recorded |")
     print("|---|---|---|---|---|---|---|---|---|")
     for mode, ceiling, ours, recorded in results:
         print(f"| {mode} | {ours.connections} | {ceiling.rps:.0f} | {ceiling.p50_ms:.1f} / "
               f"{ceiling.p99_ms:.1f} | {ours.rps:.0f} | {ours.p50_ms:.1f} / {ours.p99_ms:.1f} | "
-              f"{ours.rps / ceiling.rps:.2f} | {ours.non_2xx} | {recorded} |")
+              f"{ours.rps / ceiling.rps:.2f} | {ours.non_2xx} | {ours.total_requests} / {recorded} |")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NamedTuple
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -15,12 +16,19 @@ from bot.intake import ParsedEvent
 from bot.models import EventReceipt, UTCDateTime, utcnow
 
 
-def record(engine: Engine, event: ParsedEvent, *, status: str = "received") -> int | None:
+class NewReceipt(NamedTuple):
+    event: ParsedEvent
+    status: str = "received"  # or "unhandled": authentic, but no handler for its type
+    job_id: str | None = None  # the job that will carry it (None: no job)
+
+
+def record(engine: Engine, event: ParsedEvent, *, status: str = "received", job_id: str | None = None
+           ) -> int | None:
     """Insert one receipt; None when this event_id was recorded before (a re-delivery)."""
-    return record_many(engine, [(event, status)]).get(event.event_id)
+    return record_many(engine, [NewReceipt(event, status, job_id)]).get(event.event_id)
 
 
-_RECORD_COLUMNS = ("event_id", "event_type", "schema_version", "received_at", "payload", "status")
+_RECORD_COLUMNS = ("event_id", "event_type", "schema_version", "received_at", "payload", "status", "job_id")
 
 
 @functools.cache
@@ -37,7 +45,7 @@ def _record_many_sql(dialect: str, rows: int) -> str:
     )
 
 
-def record_many(engine: Engine, events: list[tuple[ParsedEvent, str]]) -> dict[str, int]:
+def record_many(engine: Engine, events: Sequence[NewReceipt]) -> dict[str, int]:
     """Insert many receipts in one transaction (event ids must be distinct).
     Returns event_id → receipt id for the new ones; re-deliveries are absent."""
     if not events:
@@ -46,9 +54,10 @@ def record_many(engine: Engine, events: list[tuple[ParsedEvent, str]]) -> dict[s
     if engine.dialect.name == "sqlite":
         received_at = received_at.strftime("%Y-%m-%d %H:%M:%S.%f")  # how SQLAlchemy stores it
     params: list = []
-    for event, status in events:
+    for event, status, job_id in events:
         payload = json.dumps(event.payload, ensure_ascii=False, separators=(",", ":"))
-        params += [event.event_id, event.event_type, event.schema_version, received_at, payload, status]
+        params += [event.event_id, event.event_type, event.schema_version, received_at, payload, status,
+                   job_id]
     sql = _record_many_sql(engine.dialect.name, len(events))
     with engine.begin() as conn:
         return dict(conn.exec_driver_sql(sql, tuple(params)).all())
@@ -112,10 +121,11 @@ def fail(engine: Engine, receipt_id: int, error: str) -> None:
 
 
 def abandoned(engine: Engine, *, older_than: timedelta, lease: timedelta, limit: int = 500) -> Sequence:
-    """Receipts recorded but never enqueued (Redis was down), or claimed by a worker that died."""
+    """Receipts still waiting after a grace period (never enqueued because Redis was down, or their
+    job was lost), or claimed by a worker that died. The sweeper skips those whose job is alive."""
     now = utcnow()
     stmt = (
-        select(EventReceipt.id, EventReceipt.attempts)
+        select(EventReceipt.id, EventReceipt.job_id)
         .where(
             or_(
                 and_(EventReceipt.status.in_(("received", "queued")),
@@ -128,6 +138,12 @@ def abandoned(engine: Engine, *, older_than: timedelta, lease: timedelta, limit:
     )
     with engine.connect() as conn:
         return conn.execute(stmt).all()
+
+
+def assign_job(engine: Engine, receipt_ids: Sequence[int], job_id: str) -> None:
+    """Point receipts at the job that now carries them (the sweeper's re-enqueue)."""
+    with engine.begin() as conn:
+        conn.execute(update(EventReceipt).where(EventReceipt.id.in_(receipt_ids)).values(job_id=job_id))
 
 
 def counts_by_status(engine: Engine) -> dict[str, int]:

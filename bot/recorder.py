@@ -2,7 +2,7 @@
 
 Each request thread hands its event to the process's Recorder and waits. A single writer
 thread takes everything that has queued up, records it in one database transaction and
-enqueues the new receipts' jobs in one Redis pipeline, then wakes the waiting requests.
+enqueues one RQ job carrying the batch's new receipt ids, then wakes the waiting requests.
 Semantics per request are unchanged — a request is answered only after its receipt is
 committed and its job enqueued (or Redis was found down, leaving the receipt to the
 sweeper) — but SQLite sees one writer per process instead of dozens contending for its
@@ -22,12 +22,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot import receipts
 from bot.intake import ParsedEvent
-from bot.queue import QueueName, event_job_data
+from bot.queue import MAX_EVENTS_PER_JOB, QueueName, enqueue_events, new_event_job_id
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 256
+MAX_BATCH = MAX_EVENTS_PER_JOB
 
 
 class StorageUnavailable(RuntimeError):
@@ -94,25 +94,26 @@ class Recorder:
         first: dict[str, _Item] = {}
         for item in batch:
             first.setdefault(item.event.event_id, item)
+        job_id = new_event_job_id()
         try:
-            rows = [(i.event, "received" if i.handled else "unhandled") for i in first.values()]
+            rows = [
+                receipts.NewReceipt(i.event, "received", job_id) if i.handled
+                else receipts.NewReceipt(i.event, "unhandled")
+                for i in first.values()
+            ]
             new_ids = receipts.record_many(self._services.engine, rows)
         except SQLAlchemyError as exc:
             for item in batch:
                 item.future.set_exception(StorageUnavailable(type(exc).__name__))
             return
 
-        to_enqueue = [(first[eid], rid) for eid, rid in new_ids.items() if first[eid].handled]
+        to_enqueue = [rid for eid, rid in new_ids.items() if first[eid].handled]
         enqueued = False
         if to_enqueue:
-            job_queue = self._services.queues[QueueName.DEFAULT]
-            intervals = self._services.settings.event_retry_intervals
+            settings = self._services.settings
             try:
-                with job_queue.connection.pipeline() as pipe:
-                    job_queue.enqueue_many(
-                        [event_job_data(rid, intervals) for _, rid in to_enqueue], pipeline=pipe
-                    )
-                    pipe.execute()
+                enqueue_events(self._services.queues[QueueName.DEFAULT], to_enqueue,
+                               settings.event_retry_intervals, job_id)
                 enqueued = True
             except RedisError:
                 # Receipts are durable; the sweeper enqueues them once Redis answers again.

@@ -1,28 +1,49 @@
-"""Process one recorded Feishu event: the job the webhook enqueues for every new receipt."""
+"""Process recorded Feishu events: the job the webhook enqueues for each intake batch."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from bot import receipts
-from bot.services import current
+from bot.services import Services, current
 from jobs.timing import instrumented
 
 log = logging.getLogger(__name__)
 
 
-@instrumented("process_event")
-def process_event(receipt_id: int) -> str:
+class EventsFailed(RuntimeError):
+    """Some receipts of the batch failed; raised so RQ's Retry runs the batch again."""
+
+
+@instrumented("process_events")
+def process_events(receipt_ids: list[int]) -> str:
+    """Run each receipt's handler in turn. One failure does not hold back the others; the job
+    then raises so RQ's Retry runs it again, and because every receipt is claimed atomically the
+    retry (or any duplicate job) skips those already done and re-runs only the failed ones."""
+    services = current()
+    outcomes: Counter[str] = Counter()
+    failures: list[str] = []
+    for receipt_id in receipt_ids:
+        try:
+            outcomes[process_receipt(services, receipt_id)] += 1
+        except Exception as exc:
+            failures.append(f"receipt {receipt_id}: {type(exc).__name__}: {exc}")
+    if failures:
+        raise EventsFailed(f"{len(failures)} of {len(receipt_ids)} failed; " + "; ".join(failures))
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+
+
+def process_receipt(services: Services, receipt_id: int) -> str:
     """Claim the receipt (so a duplicate job is a no-op), run its handler, record the outcome.
-    A raised exception marks the receipt failed and lets RQ's Retry schedule another go."""
+    A raised exception marks the receipt failed, with the error, and propagates."""
     from handlers import REGISTRY
 
-    services = current()
     lease = timedelta(seconds=services.settings.event_lease_seconds)
     claimed = receipts.claim(services.engine, receipt_id, lease)
     if claimed is None:
-        return "skipped: already processed or being processed"
+        return "skipped (already processed or being processed)"
     handler = REGISTRY.get(claimed.event_type)
     if handler is None:
         receipts.finish(services.engine, receipt_id)

@@ -6,7 +6,7 @@ import logging
 from datetime import timedelta
 
 from bot import receipts
-from bot.queue import QueueName, requeue_event
+from bot.queue import MAX_EVENTS_PER_JOB, QueueName, enqueue_events, job_is_live, new_event_job_id
 from bot.services import current
 from jobs.timing import instrumented
 
@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 @instrumented("sweep_receipts")
 def sweep_receipts(grace_seconds: int = 30) -> int:
-    """Re-enqueue receipts that were recorded but never queued (Redis was down at intake) or
-    whose worker died mid-job (claim older than the lease). Returns how many were re-enqueued."""
+    """Re-enqueue receipts that were recorded but never queued (Redis was down at intake), whose
+    job was lost, or whose worker died mid-job (claim older than the lease) — unless the job that
+    carries them is still alive. Returns how many receipts were re-enqueued."""
     services = current()
     settings = services.settings
     stuck = receipts.abandoned(
@@ -25,10 +26,18 @@ def sweep_receipts(grace_seconds: int = 30) -> int:
         lease=timedelta(seconds=settings.event_lease_seconds),
     )
     queue = services.queues[QueueName.DEFAULT]
-    requeued = 0
-    for receipt_id, attempts in stuck:
-        if requeue_event(queue, receipt_id, settings.event_retry_intervals, attempts) is not None:
-            requeued += 1
-    if requeued:
-        log.info("re-enqueued abandoned receipts", extra={"count": requeued})
-    return requeued
+    live: dict[str | None, bool] = {}
+    orphans = [
+        receipt_id for receipt_id, job_id in stuck
+        if not live.setdefault(job_id, job_is_live(queue.connection, job_id))
+    ]
+    for start in range(0, len(orphans), MAX_EVENTS_PER_JOB):
+        chunk = orphans[start:start + MAX_EVENTS_PER_JOB]
+        job_id = new_event_job_id()
+        # Point the receipts at the new job first: if the enqueue then fails, the next sweep
+        # finds that job missing and tries again.
+        receipts.assign_job(services.engine, chunk, job_id)
+        enqueue_events(queue, chunk, settings.event_retry_intervals, job_id)
+    if orphans:
+        log.info("re-enqueued abandoned receipts", extra={"count": len(orphans)})
+    return len(orphans)

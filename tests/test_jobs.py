@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from bot import receipts
 from bot.intake import ParsedEvent
 from bot.models import EventReceipt, utcnow
-from bot.queue import enqueue_event
+from bot.queue import enqueue_events, job_is_live
 from jobs.maintenance import sweep_receipts
 from tests.helpers import sender, text_message_event
 
@@ -37,7 +37,7 @@ def _receipt(services, receipt_id) -> EventReceipt:
 def test_ping_is_answered_pong_through_the_sdk(services, sandbox):
     _, state = sandbox
     receipt_id, message_id = _record_ping(services, state)
-    enqueue_event(services.queues["default"], receipt_id, [0])
+    enqueue_events(services.queues["default"], [receipt_id], [0])
     _work(services)
     [reply] = [m for m in state.bot_sent if m.parent_id == message_id]
     assert json.loads(reply.content) == {"text": "pong"}
@@ -51,8 +51,8 @@ def test_a_second_job_for_the_same_receipt_does_nothing(services, sandbox):
     _, state = sandbox
     receipt_id, _ = _record_ping(services, state)
     queue = services.queues["default"]
-    enqueue_event(queue, receipt_id, [0])
-    queue.enqueue("jobs.events.process_event", receipt_id)  # e.g. the sweeper raced the original
+    enqueue_events(queue, [receipt_id], [0])
+    enqueue_events(queue, [receipt_id], [0])  # e.g. the sweeper raced the original
     _work(services)
     replies = [c for c in state.api_calls if c["path"].endswith("/reply")]
     assert len(replies) == 1
@@ -62,7 +62,7 @@ def test_a_second_job_for_the_same_receipt_does_nothing(services, sandbox):
 def test_non_commands_are_done_without_replying(services, sandbox):
     _, state = sandbox
     receipt_id, _ = _record_ping(services, state, text="hello there")
-    enqueue_event(services.queues["default"], receipt_id, [0])
+    enqueue_events(services.queues["default"], [receipt_id], [0])
     _work(services)
     assert state.bot_sent == []
     assert _receipt(services, receipt_id).status == "done"
@@ -73,7 +73,7 @@ def test_failures_are_retried_then_visible_as_failed(services, sandbox, redis_co
     receipt_id, message_id = _record_ping(services, state)
     state.faults.update({"server_error": 1.0})
     queue = services.queues["default"]
-    job = enqueue_event(queue, receipt_id, [0, 0])  # two retries, no delay
+    job = enqueue_events(queue, [receipt_id], [0, 0])  # two retries, no delay
     _work(services)
     row = _receipt(services, receipt_id)
     assert row.status == "failed"
@@ -81,7 +81,8 @@ def test_failures_are_retried_then_visible_as_failed(services, sandbox, redis_co
     assert "code=1500" in row.last_error
     registry = FailedJobRegistry(queue=queue)
     assert job.id in registry.get_job_ids()
-    assert "FeishuAPIError" in queue.fetch_job(job.id).latest_result().exc_string
+    exc_string = queue.fetch_job(job.id).latest_result().exc_string
+    assert f"receipt {receipt_id}: FeishuAPIError" in exc_string
 
     # once Feishu recovers, re-queueing the failed job completes it
     state.faults.update({"server_error": 0.0})
@@ -92,27 +93,64 @@ def test_failures_are_retried_then_visible_as_failed(services, sandbox, redis_co
 
 
 def test_retry_intervals_come_from_settings(services):
-    job = enqueue_event(services.queues["default"], 1, [10, 30, 120])
+    job = enqueue_events(services.queues["default"], [1], [10, 30, 120])
     assert job.retries_left == 3
     assert job.retry_intervals == [10, 30, 120]
+
+
+def test_one_failing_receipt_does_not_hold_back_its_batch(services, sandbox):
+    _, state = sandbox
+    first, m1 = _record_ping(services, state, event_id="ev-1")
+    second, m2 = _record_ping(services, state, event_id="ev-2")
+    # a /ping whose message Feishu does not know: the reply fails with code 230001, every time
+    doc = text_message_event(sender(), "/ping", event_id="ev-bad", message_id="om_missing")
+    bad = receipts.record(services.engine, ParsedEvent("ev-bad", "im.message.receive_v1", "2.0", doc))
+    queue = services.queues["default"]
+    job = enqueue_events(queue, [first, bad, second], [0, 0])
+    _work(services)
+
+    assert {m.parent_id for m in state.bot_sent} == {m1, m2}  # each answered once, despite 3 runs
+    assert [_receipt(services, r).attempts for r in (first, second)] == [1, 1]
+    bad_row = _receipt(services, bad)
+    assert (bad_row.status, bad_row.attempts) == ("failed", 3)
+    assert "230001" in bad_row.last_error
+    assert job.id in FailedJobRegistry(queue=queue).get_job_ids()
+    exc_string = queue.fetch_job(job.id).latest_result().exc_string
+    assert f"1 of 3 failed; receipt {bad}: FeishuAPIError" in exc_string
 
 
 def test_sweeper_requeues_unqueued_and_abandoned_receipts(services, sandbox, redis_conn):
     _, state = sandbox
     never_queued, m1 = _record_ping(services, state, event_id="ev-a")
     abandoned, m2 = _record_ping(services, state, event_id="ev-b")
-    fresh, _ = _record_ping(services, state, event_id="ev-c")
+    job_lost, m3 = _record_ping(services, state, event_id="ev-c")
+    carried, _ = _record_ping(services, state, event_id="ev-d")
+    fresh, _ = _record_ping(services, state, event_id="ev-e")
+    queue = services.queues["default"]
+    live_job = enqueue_events(queue, [carried], [0])
     long_ago = utcnow() - timedelta(hours=2)
     with services.engine.begin() as conn:
-        conn.execute(update(EventReceipt).where(EventReceipt.id == never_queued).values(received_at=long_ago))
-        conn.execute(update(EventReceipt).where(EventReceipt.id == abandoned)
-                     .values(received_at=long_ago, status="processing", claimed_at=long_ago, attempts=1))
-    assert sweep_receipts() == 2  # `fresh` is within the grace period
-    assert sweep_receipts() == 0  # their jobs are queued now: not enqueued twice
-    assert Queue("default", connection=redis_conn).count == 2
+        old = update(EventReceipt).values(received_at=long_ago)
+        conn.execute(old.where(EventReceipt.id == never_queued))
+        conn.execute(old.where(EventReceipt.id == abandoned)
+                     .values(status="processing", claimed_at=long_ago, attempts=1))
+        conn.execute(old.where(EventReceipt.id == job_lost).values(job_id="events-gone"))
+        conn.execute(old.where(EventReceipt.id == carried).values(job_id=live_job.id))
+    # `fresh` is within the grace period, `carried` has a live job
+    assert sweep_receipts() == 3
+    assert sweep_receipts() == 0  # their new job is queued now: not enqueued twice
+    rows = {r: _receipt(services, r) for r in (never_queued, abandoned, job_lost)}
+    [new_job_id] = {row.job_id for row in rows.values()}
+    assert job_is_live(redis_conn, new_job_id)
+    assert Queue("default", connection=redis_conn).job_ids == [live_job.id, new_job_id]
+    assert queue.fetch_job(new_job_id).args == (sorted(rows),)
     _work(services)
     with services.sessions() as session:
         statuses = dict(session.execute(select(EventReceipt.id, EventReceipt.status)).all())
-    assert statuses[never_queued] == "done" and statuses[abandoned] == "done"
-    assert statuses[fresh] == "received"
-    assert {m.parent_id for m in state.bot_sent} == {m1, m2}
+    assert statuses == {never_queued: "done", abandoned: "done", job_lost: "done", carried: "done",
+                        fresh: "received"}
+    assert {m.parent_id for m in state.bot_sent} == {m1, m2, m3, _receipt_message(services, carried)}
+
+
+def _receipt_message(services, receipt_id) -> str:
+    return json.loads(_receipt(services, receipt_id).payload)["event"]["message"]["message_id"]

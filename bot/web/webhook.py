@@ -26,6 +26,11 @@ bp = Blueprint("webhook", __name__)
 
 MAX_BODY_BYTES = 1 << 20  # Feishu events are a few KiB; anything this big is not one
 
+# The hot path's answers, serialised once.
+_JSON = {"Content-Type": "application/json"}
+_SUCCESS = ('{"code":0,"msg":"success"}', 200, _JSON)
+_DUPLICATE = ('{"code":0,"msg":"duplicate"}', 200, _JSON)
+
 
 def build_dispatcher(services: Services, handled_types: list[str]) -> lark.EventDispatcherHandler:
     """The SDK dispatcher, with a capturing processor for every type we handle."""
@@ -61,9 +66,9 @@ def _accept(event: ParsedEvent, *, handled: bool):
         return jsonify(code=503, msg="storage unavailable, retry later"), 503
     if outcome.receipt_id is None:
         EVENTS_DUPLICATE.labels(event.event_type).inc()
-        return jsonify(code=0, msg="duplicate"), 200
+        return _DUPLICATE
     EVENTS_RECEIVED.labels(event.event_type).inc()
-    return jsonify(code=0, msg="success"), 200
+    return _SUCCESS
 
 
 @bp.post("/webhook/event")
