@@ -34,11 +34,72 @@ CREATE TABLE IF NOT EXISTS event_receipts (
 CREATE INDEX IF NOT EXISTS ix_event_receipts_status ON event_receipts (status, received_at);
 CREATE INDEX IF NOT EXISTS ix_event_receipts_type ON event_receipts (event_type, received_at);
 
+-- One row per authorised Feishu user (the OAuth grant). Tokens are stored encrypted
+-- (Fernet, key from TOKEN_ENCRYPTION_KEY); only bot/user_tokens.py reads or writes them.
+-- `generation` increases with every stored pair: writes are compare-and-swap on it, so a
+-- refresh that lost a race can never overwrite a newer pair.
+CREATE TABLE IF NOT EXISTS oauth_tokens (
+    id                 INTEGER PRIMARY KEY,
+    subject            VARCHAR(128) NOT NULL,
+    display_name       VARCHAR(256) NOT NULL DEFAULT '',
+    access_token       TEXT NOT NULL,
+    refresh_token      TEXT,
+    expires_at         TIMESTAMP NOT NULL,
+    refresh_expires_at TIMESTAMP,
+    scopes             TEXT NOT NULL DEFAULT '',
+    last_refresh       TIMESTAMP,
+    status             VARCHAR(24) NOT NULL DEFAULT 'active',
+    generation         INTEGER NOT NULL DEFAULT 1,
+    last_error         TEXT,
+    created_at         TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at         TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT uq_oauth_tokens_subject UNIQUE (subject),
+    CONSTRAINT ck_oauth_tokens_status CHECK (status IN ('active', 'reauth_required'))
+);
+
+-- Every refresh attempt and grant change, for `auth status` and post-mortems.
+CREATE TABLE IF NOT EXISTS token_refreshes (
+    id                INTEGER PRIMARY KEY,
+    subject           VARCHAR(128) NOT NULL,
+    at                TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    cause             VARCHAR(24) NOT NULL,  -- on_demand, proactive, expired_retry, manual, login
+    outcome           VARCHAR(24) NOT NULL,
+    error_code        INTEGER,
+    error             TEXT,
+    access_remaining_seconds  INTEGER,
+    refresh_remaining_seconds INTEGER,
+    CONSTRAINT ck_token_refreshes_outcome CHECK (
+        outcome IN ('authorized', 'refreshed', 'transient_error', 'permanent_error', 'error', 'logged_out')
+    )
+);
+
+CREATE INDEX IF NOT EXISTS ix_token_refreshes_subject ON token_refreshes (subject, at);
+
+-- Operator alerts, raised once per condition (the key names the condition), delivered to the
+-- admin chat by a job that retries until Feishu accepted them.
+CREATE TABLE IF NOT EXISTS alerts (
+    id         INTEGER PRIMARY KEY,
+    key        VARCHAR(256) NOT NULL,
+    kind       VARCHAR(64) NOT NULL,
+    message    TEXT NOT NULL,
+    raised_at  TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sent_at    TIMESTAMP,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    CONSTRAINT uq_alerts_key UNIQUE (key)
+);
+
 -- ===== section: dialect: postgresql =====
 
 -- PostgreSQL has no rowid: give each integer primary key a sequence-backed default.
 CREATE SEQUENCE IF NOT EXISTS event_receipts_id_seq OWNED BY event_receipts.id;
 ALTER TABLE event_receipts ALTER COLUMN id SET DEFAULT nextval('event_receipts_id_seq');
+CREATE SEQUENCE IF NOT EXISTS oauth_tokens_id_seq OWNED BY oauth_tokens.id;
+ALTER TABLE oauth_tokens ALTER COLUMN id SET DEFAULT nextval('oauth_tokens_id_seq');
+CREATE SEQUENCE IF NOT EXISTS token_refreshes_id_seq OWNED BY token_refreshes.id;
+ALTER TABLE token_refreshes ALTER COLUMN id SET DEFAULT nextval('token_refreshes_id_seq');
+CREATE SEQUENCE IF NOT EXISTS alerts_id_seq OWNED BY alerts.id;
+ALTER TABLE alerts ALTER COLUMN id SET DEFAULT nextval('alerts_id_seq');
 
 -- ===== section: dialect: sqlite =====
 

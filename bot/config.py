@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     web_threads: int = 32  # gunicorn gthread threads per process
     workers: int = 2
 
+    # User OAuth tokens (see bot/user_tokens.py).
+    # Fernet key(s), comma-separated, newest first; unset → a key file generated under var_dir.
+    token_encryption_key: SecretStr = SecretStr("")
+    oauth_redirect_url: str = ""  # unset → http://{host}:{port}/oauth/callback
+    oauth_scopes: str = "offline_access"  # space-separated; offline_access is always requested
+    feishu_accounts_url: str = ""  # unset → derived from FEISHU_BASE_URL (open.* → accounts.*)
+    token_refresh_margin_seconds: int = 300  # refresh when the access token has less left
+    token_proactive_margin_seconds: int = 1800  # the periodic job refreshes within this margin
+    token_check_interval_seconds: int = 300
+    token_lock_ttl_seconds: int = 30  # a refresh lock left by a dead process frees itself after this
+    token_alert_days: float = 3.0  # alert when the refresh token has less than this left
+    admin_chat_id: str = ""  # where alerts go (a chat the bot is in)
+
     @field_validator("feishu_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -82,6 +95,25 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.var_dir / 'feishu-bridge.db').resolve()}"
 
     @property
+    def effective_redirect_url(self) -> str:
+        if self.oauth_redirect_url:
+            return self.oauth_redirect_url
+        host = "localhost" if self.host in ("0.0.0.0", "127.0.0.1", "") else self.host
+        return f"http://{host}:{self.port}/oauth/callback"
+
+    @property
+    def effective_accounts_url(self) -> str:
+        """Where users authorise: accounts.feishu.cn for open.feishu.cn (likewise for Lark);
+        any other base (the sandbox, a proxy) serves the authorise page itself."""
+        if self.feishu_accounts_url:
+            return self.feishu_accounts_url.rstrip("/")
+        for open_host, accounts_host in (("open.feishu.cn", "accounts.feishu.cn"),
+                                         ("open.larksuite.com", "accounts.larksuite.com")):
+            if self.feishu_base_url.endswith("//" + open_host):
+                return self.feishu_base_url.replace(open_host, accounts_host)
+        return self.feishu_base_url
+
+    @property
     def uses_embedded_redis(self) -> bool:
         return not self.redis_url
 
@@ -95,6 +127,10 @@ class Settings(BaseSettings):
                 missing.append(name.upper())
         if not self.admin_token.get_secret_value():
             missing.append("ADMIN_TOKEN")
+        if not self.token_encryption_key.get_secret_value():
+            missing.append("TOKEN_ENCRYPTION_KEY")
+        if not self.admin_chat_id:
+            missing.append("ADMIN_CHAT_ID")
         return missing
 
 

@@ -1,21 +1,51 @@
-"""The lark-oapi client: built once per process from settings and injected where needed."""
+"""The one way to call the Feishu open platform.
+
+`Feishu.call(operation, send, as_user=…)` runs `send(client, option)` — which builds a
+fresh lark-oapi request (the SDK mutates requests and options) and calls one SDK method —
+with the right token: the tenant token the SDK fetches (cached in Redis for all processes),
+or a user token from `UserTokens.get_valid_user_token`. A call answered with a token
+expired/invalid code refreshes that token once and is retried once. The raw lark client is
+only ever handed to `send`: no code reads or holds a token itself.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import lark_oapi as lark
+from lark_oapi.core.model import RequestOption
 
 from bot.config import Settings
+from bot.masking import register_secrets
+from bot.oauth import TOKEN_PATH
+
+if TYPE_CHECKING:
+    from bot.token_cache import RedisTokenCache
+    from bot.user_tokens import UserTokens
+
+log = logging.getLogger(__name__)
+
+# Tenant token invalid/expired, user token invalid, token expired.
+TOKEN_REJECTED_CODES = frozenset({99991663, 99991668, 99991677})
+
+R = TypeVar("R")
 
 
-def build_client(settings: Settings) -> lark.Client:
-    return (
+def build_client(settings: Settings, cache: RedisTokenCache | None = None) -> lark.Client:
+    builder = (
         lark.Client.builder()
         .app_id(settings.feishu_app_id or "cli_unset")
         .app_secret(settings.feishu_app_secret.get_secret_value() or "unset")
         .domain(settings.feishu_base_url)
+        .enable_set_token(True)  # user tokens are passed per call; tenant tokens still automatic
         .log_level(lark.LogLevel.WARNING)
-        .build()
     )
+    if cache is not None:
+        builder = builder.cache(cache)
+    return builder.build()
 
 
 class FeishuAPIError(RuntimeError):
@@ -33,3 +63,74 @@ def raise_for_response(operation: str, response) -> None:
     """lark-oapi returns failures as values; turn them into exceptions so RQ retries them."""
     if not response.success():
         raise FeishuAPIError(operation, response.code, response.msg, response.get_log_id())
+
+
+class Feishu:
+    def __init__(self, client: lark.Client, settings: Settings, cache: RedisTokenCache | None,
+                 user_tokens: UserTokens | None = None) -> None:
+        self._client = client
+        self._settings = settings
+        self._cache = cache
+        self.user_tokens = user_tokens
+
+    def call(self, operation: str, send: Callable[[lark.Client, RequestOption], R], *,
+             as_user: str | None = None, user_access_token: str | None = None) -> R:
+        """Run one SDK call; raises FeishuAPIError unless it succeeds (after one token retry)."""
+        token = user_access_token or (self._user_token(as_user) if as_user else None)
+        response = send(self._client, self._option(token))
+        code = getattr(response, "code", None)
+        if code in TOKEN_REJECTED_CODES and not user_access_token:
+            log.info("token rejected; refreshing once and retrying",
+                     extra={"operation": operation, "code": code, "as_user": bool(as_user)})
+            if as_user:
+                token = self._user_token(as_user, rejected=token)
+            else:
+                self._forget_tenant_token()
+            response = send(self._client, self._option(token))
+        raise_for_response(operation, response)
+        return response
+
+    def post_oauth_token(self, body: dict[str, str]) -> tuple[int, Any]:
+        """The v2 OAuth token endpoint (no access token; answers flat JSON): (HTTP status, JSON)."""
+        request = (
+            lark.BaseRequest.builder()
+            .http_method(lark.HttpMethod.POST)
+            .uri(TOKEN_PATH)
+            .token_types(set())
+            .headers({"Content-Type": "application/json; charset=utf-8"})
+            .body(body)
+            .build()
+        )
+        raw = self._client.request(request).raw
+        try:
+            payload = json.loads(raw.content or b"null")
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            register_secrets([payload.get("access_token"), payload.get("refresh_token")])
+        return raw.status_code, payload
+
+    def _user_token(self, subject: str, rejected: str | None = None) -> str:
+        if self.user_tokens is None:
+            raise RuntimeError("user tokens are not configured in this process")
+        cause = "expired_retry" if rejected else "on_demand"
+        return self.user_tokens.get_valid_user_token(subject, rejected=rejected, cause=cause)
+
+    def _forget_tenant_token(self) -> None:
+        # The SDK does not evict a token the server rejected; without this it would resend it.
+        from lark_oapi.core.token.manager import TokenManager
+
+        from bot.token_cache import tenant_token_key
+
+        key = tenant_token_key(self._settings.feishu_app_id)
+        if self._cache is not None:
+            self._cache.delete(key)
+        else:
+            TokenManager.cache.set(key, "", 0)
+
+    @staticmethod
+    def _option(user_token: str | None) -> RequestOption:
+        builder = RequestOption.builder()
+        if user_token:
+            builder = builder.user_access_token(user_token)
+        return builder.build()

@@ -76,3 +76,71 @@ class EventReceipt(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(64))
+
+
+TOKEN_STATUSES = ("active", "reauth_required")
+
+
+class OAuthToken(Base):
+    """A user's OAuth grant. Token columns hold ciphertext; only bot.user_tokens touches them."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (
+        UniqueConstraint("subject", name="uq_oauth_tokens_subject"),
+        CheckConstraint("status IN ('active', 'reauth_required')", name="ck_oauth_tokens_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    display_name: Mapped[str] = mapped_column(String(256), server_default=text("''"))
+    access_token: Mapped[str] = mapped_column(Text)
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scopes: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    last_refresh: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(24), server_default=text("'active'"))
+    generation: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class TokenRefresh(Base):
+    """One refresh attempt or grant change (history for `auth status`)."""
+
+    __tablename__ = "token_refreshes"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('authorized', 'refreshed', 'transient_error', 'permanent_error', 'error', "
+            "'logged_out')",
+            name="ck_token_refreshes_outcome",
+        ),
+        Index("ix_token_refreshes_subject", "subject", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    cause: Mapped[str] = mapped_column(String(24))
+    outcome: Mapped[str] = mapped_column(String(24))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    access_remaining_seconds: Mapped[int | None] = mapped_column(Integer)
+    refresh_remaining_seconds: Mapped[int | None] = mapped_column(Integer)
+
+
+class Alert(Base):
+    """An operator alert: raised once per condition (its key), sent to the admin chat."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("key", name="uq_alerts_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -21,7 +21,9 @@ from bot.db import make_engine, make_session_factory
 from bot.queue import connect_redis, queues
 
 if TYPE_CHECKING:
-    import lark_oapi as lark
+    from bot.feishu import Feishu
+    from bot.secretbox import SecretBox
+    from bot.user_tokens import UserTokens
 
 
 @dataclass
@@ -34,10 +36,32 @@ class Services:
     _pid: int = field(default_factory=os.getpid)
 
     @cached_property
-    def feishu(self) -> lark.Client:
-        from bot.feishu import build_client
+    def secret_box(self) -> SecretBox:
+        from bot.secretbox import build_secret_box
 
-        return build_client(self.settings)
+        return build_secret_box(self.settings)
+
+    @cached_property
+    def feishu(self) -> Feishu:
+        """The one gateway to the open platform (built on first use: importing lark-oapi is slow)."""
+        from bot.feishu import Feishu, build_client
+        from bot.token_cache import RedisTokenCache
+
+        cache = RedisTokenCache(self.redis, self.secret_box)
+        feishu = Feishu(build_client(self.settings, cache), self.settings, cache)
+        feishu.user_tokens = self._user_tokens(feishu)
+        return feishu
+
+    @property
+    def user_tokens(self) -> UserTokens:
+        tokens = self.feishu.user_tokens
+        assert tokens is not None
+        return tokens
+
+    def _user_tokens(self, feishu: Feishu) -> UserTokens:
+        from bot.user_tokens import UserTokens
+
+        return UserTokens(self.engine, self.redis, self.secret_box, self.settings, feishu.post_oauth_token)
 
     def after_fork(self) -> None:
         """Forked children (RQ work horses) must not share the parent's DB connections."""

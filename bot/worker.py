@@ -43,13 +43,19 @@ def build_cron(settings: Settings):
     from rq.cron import CronScheduler
 
     from bot.queue import QueueName, connect_redis
+    from jobs.alerts import deliver_alerts
     from jobs.maintenance import sweep_receipts
+    from jobs.tokens import refresh_due_tokens
 
     cron = CronScheduler(
         connection=connect_redis(settings.redis_url), logging_level=settings.log_level.upper()
     )
     cron.register(sweep_receipts, queue_name=QueueName.DEFAULT, interval=settings.sweep_interval_seconds,
                   job_timeout=300, name="sweep_receipts")
+    cron.register(refresh_due_tokens, queue_name=QueueName.DEFAULT,
+                  interval=settings.token_check_interval_seconds, job_timeout=300, name="refresh_due_tokens")
+    cron.register(deliver_alerts, queue_name=QueueName.DEFAULT, interval=settings.sweep_interval_seconds,
+                  job_timeout=120, name="deliver_alerts")
     return cron
 
 

@@ -101,3 +101,33 @@ def faults():
 def reset():
     state().reset()
     return jsonify(ok=True)
+
+
+@bp.post("/tokens/expire")
+def expire_tenant_tokens():
+    """Every tenant token issued so far now answers 99991663 (new ones are fine)."""
+    return jsonify(expired=state().expire_tenant_tokens())
+
+
+@bp.post("/oauth/expire")
+def expire_user_tokens():
+    """User access tokens issued so far (`{"open_id": …}` to pick one user) answer 99991677."""
+    body = request.get_json(force=True, silent=True) or {}
+    return jsonify(expired=state().expire_user_tokens(body.get("open_id")))
+
+
+@bp.post("/oauth/revoke")
+def revoke_refresh_tokens():
+    """The user revoked the app: every refresh token (of `open_id`, or all) stops working."""
+    body = request.get_json(force=True, silent=True) or {}
+    return jsonify(revoked=state().revoke_refresh_tokens(body.get("open_id")))
+
+
+@bp.get("/oauth/refreshes")
+def refreshes():
+    """Every call to the v2 token endpoint, oldest first (grant_type, outcome, code)."""
+    st = state()
+    with st.lock:
+        items = list(st.refresh_log)
+    return jsonify(items=items, total=len(items),
+                   refreshes=sum(1 for i in items if i["grant_type"] == "refresh_token"))

@@ -17,8 +17,8 @@ def state() -> SandboxState:
 
 
 def open_api(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap an /open-apis view: injected faults first (as a gateway would), then the tenant
-    token, then the view. Each call is recorded for tests."""
+    """Wrap an /open-apis view: injected faults first (as a gateway would), then the access
+    token (tenant or user), then the view. Each call is recorded for tests."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any):
@@ -52,7 +52,15 @@ def _check_token(st: SandboxState):
             "Invalid access token for authorization. Please make a request with token attached.",
             401,
         )
-    verdict = st.tenant_token_state(header.removeprefix("Bearer ").strip())
+    token = header.removeprefix("Bearer ").strip()
+    user_verdict = st.user_token_state(token)
+    if user_verdict == "expired":
+        return envelope.fail(envelope.TOKEN_EXPIRED, "user access token expired", 400)
+    if user_verdict == "valid":
+        return None
+    if token.startswith("u-"):
+        return envelope.fail(envelope.INVALID_USER_TOKEN, "Invalid user access token.", 400)
+    verdict = st.tenant_token_state(token)
     if verdict == "expired":
         return envelope.fail(envelope.INVALID_TENANT_TOKEN,
                              "Invalid access token for authorization (expired).", 400)

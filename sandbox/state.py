@@ -22,6 +22,18 @@ SANDBOX_VERIFICATION_TOKEN = "sandbox-verification-token-0001"
 SANDBOX_TENANT_KEY = "sandbox_tenant_0001"
 DEFAULT_CHAT_ID = "oc_sandbox_default_chat"
 DEFAULT_USER_OPEN_ID = "ou_sandbox_user_0001"
+DEFAULT_USER_NAME = "沙箱用户"
+
+
+@dataclass
+class UserGrant:
+    """A refresh token the sandbox issued, and what it stands for."""
+
+    open_id: str
+    scopes: str
+    refresh_expires_at: float
+    used: bool = False
+    revoked: bool = False
 
 
 @dataclass
@@ -32,6 +44,8 @@ class SandboxConfig:
     verification_token: str = SANDBOX_VERIFICATION_TOKEN
     webhook_url: str = ""
     tenant_token_lifetime: int = 7200
+    user_token_lifetime: int = 7200
+    refresh_token_lifetime: int = 30 * 24 * 3600  # fixed at authorisation; rotation keeps it
     redelivery_schedule: tuple[float, ...] = (15.0, 300.0, 3600.0, 21600.0)
     encrypt_events: bool = True
     seed: int = 20220101
@@ -44,8 +58,18 @@ class Faults:
     rate_limit: float = 0.0
     server_error: float = 0.0
     expire_tokens: bool = False  # every issued tenant token is treated as expired
+    # OAuth token endpoint: the next N refresh calls stall this long before being processed
+    # (a slow network or a process killed mid-refresh), or answer HTTP 500 without rotating.
+    slow_refresh_seconds: float = 0.0
+    slow_refresh_count: int = 0
+    refresh_server_errors: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
+        for key in ("slow_refresh_count", "refresh_server_errors"):
+            if key in values:
+                setattr(self, key, max(0, int(values[key])))
+        if "slow_refresh_seconds" in values:
+            self.slow_refresh_seconds = max(0.0, float(values["slow_refresh_seconds"]))
         for key in ("rate_limit", "server_error"):
             if key in values:
                 value = float(values[key])
@@ -99,6 +123,11 @@ class SandboxState:
         self.random = random.Random(config.seed)
         self._ids = itertools.count(1)
         self.tenant_tokens: dict[str, float] = {}  # token → expiry (unix time)
+        self.user_tokens: dict[str, tuple[str, float]] = {}  # access token → (open_id, expiry)
+        self.refresh_tokens: dict[str, UserGrant] = {}
+        self.auth_codes: dict[str, tuple[str, str, str, float]] = {}  # code → (open_id, scopes, uri, expiry)
+        self.users: dict[str, str] = {DEFAULT_USER_OPEN_ID: DEFAULT_USER_NAME}
+        self.refresh_log: list[dict[str, Any]] = []
         self.token_requests = 0
         self.messages: dict[str, Message] = {}
         self.bot_sent: list[Message] = []
@@ -136,6 +165,65 @@ class SandboxState:
         if self.faults.expire_tokens or expiry <= time.time():
             return "expired"
         return "valid"
+
+    def expire_tenant_tokens(self) -> int:
+        """Make every tenant token issued so far expired (new ones are fine)."""
+        with self.lock:
+            for token in self.tenant_tokens:
+                self.tenant_tokens[token] = 0.0
+            return len(self.tenant_tokens)
+
+    # -- user OAuth --------------------------------------------------------------------
+
+    def issue_auth_code(self, open_id: str, scopes: str, redirect_uri: str) -> str:
+        with self.lock:
+            code = self.next_id("code-sandbox")
+            self.auth_codes[code] = (open_id, scopes, redirect_uri, time.time() + 300)
+            return code
+
+    def issue_user_tokens(self, open_id: str, scopes: str, refresh_expires_at: float | None = None
+                          ) -> dict[str, Any]:
+        """An access token, plus a refresh token when offline_access was granted."""
+        with self.lock:
+            now = time.time()
+            access = self.next_id("u-sandbox")
+            self.user_tokens[access] = (open_id, now + self.config.user_token_lifetime)
+            answer: dict[str, Any] = {"code": 0, "access_token": access, "token_type": "Bearer",
+                                      "expires_in": self.config.user_token_lifetime, "scope": scopes}
+            if "offline_access" in scopes.split():
+                refresh = self.next_id("ur-sandbox")
+                expires = refresh_expires_at or now + self.config.refresh_token_lifetime
+                self.refresh_tokens[refresh] = UserGrant(open_id, scopes, expires)
+                answer["refresh_token"] = refresh
+                answer["refresh_token_expires_in"] = max(0, int(expires - now))
+            return answer
+
+    def user_token_state(self, token: str) -> str | None:
+        """'valid' or 'expired' for a user access token the sandbox issued; None otherwise."""
+        with self.lock:
+            known = self.user_tokens.get(token)
+        if known is None:
+            return None
+        return "valid" if known[1] > time.time() else "expired"
+
+    def expire_user_tokens(self, open_id: str | None = None) -> int:
+        with self.lock:
+            hit = [t for t, (who, _) in self.user_tokens.items() if open_id in (None, who)]
+            for token in hit:
+                self.user_tokens[token] = (self.user_tokens[token][0], 0.0)
+            return len(hit)
+
+    def revoke_refresh_tokens(self, open_id: str | None = None) -> int:
+        with self.lock:
+            hit = [g for g in self.refresh_tokens.values() if open_id in (None, g.open_id)]
+            for grant in hit:
+                grant.revoked = True
+            return len(hit)
+
+    def log_refresh(self, grant_type: str, outcome: str, code: int) -> None:
+        with self.lock:
+            self.refresh_log.append({"grant_type": grant_type, "outcome": outcome, "code": code,
+                                     "at": time.time()})
 
     # -- messages ----------------------------------------------------------------------
 
@@ -178,4 +266,5 @@ class SandboxState:
             self._uuid_index.clear()
             self.api_calls.clear()
             self.token_requests = 0
+            self.refresh_log.clear()
             self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu

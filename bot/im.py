@@ -1,0 +1,36 @@
+"""Sending chat messages as the bot (im/v1), through the Feishu gateway."""
+
+from __future__ import annotations
+
+import json
+
+from bot.feishu import Feishu
+
+
+def reply_text(feishu: Feishu, message_id: str, text: str) -> str:
+    """Reply in the message's thread; the uuid makes a retried job's reply a no-op at Feishu."""
+    from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
+
+    def build() -> ReplyMessageRequest:
+        body = (ReplyMessageRequestBody.builder().msg_type("text")
+                .content(json.dumps({"text": text}, ensure_ascii=False))
+                .uuid(f"reply-{message_id}"[:50]).build())
+        return ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
+
+    response = feishu.call("im.v1.message.reply",
+                           lambda client, option: client.im.v1.message.reply(build(), option))
+    return response.data.message_id
+
+
+def send_text(feishu: Feishu, chat_id: str, text: str, *, uuid: str) -> str:
+    """Post a text message to a chat; `uuid` de-duplicates retries (Feishu keeps it an hour)."""
+    from lark_oapi.api.im.v1 import CreateMessageRequest, CreateMessageRequestBody
+
+    def build() -> CreateMessageRequest:
+        body = (CreateMessageRequestBody.builder().receive_id(chat_id).msg_type("text")
+                .content(json.dumps({"text": text}, ensure_ascii=False)).uuid(uuid[:50]).build())
+        return CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build()
+
+    response = feishu.call("im.v1.message.create",
+                           lambda client, option: client.im.v1.message.create(build(), option))
+    return response.data.message_id
