@@ -82,6 +82,10 @@ def _config_rows(settings: Settings) -> list[tuple[str, str]]:
         ("DATABASE_URL", _mask_url(settings.effective_database_url)),
         ("REDIS_URL", _mask_url(redis)),
         ("ADMIN_TOKEN", mask(settings.admin_token.get_secret_value())),
+        ("TOKEN_ENCRYPTION_KEY", mask(settings.token_encryption_key.get_secret_value())
+         if settings.token_encryption_key.get_secret_value() else f"(file under {settings.var_dir})"),
+        ("OAUTH_REDIRECT_URL", settings.effective_redirect_url),
+        ("ADMIN_CHAT_ID", settings.admin_chat_id or "(unset: alerts are only logged)"),
         ("HOST", settings.host),
         ("PORT", str(settings.port)),
         ("VAR_DIR", str(settings.var_dir)),

@@ -27,6 +27,14 @@ from tests.servers import PostgresServer
 REQUIRE_POSTGRES = os.environ.get("FB_REQUIRE_POSTGRES") == "1"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    import logging
+
+    from tests.logvault import VAULT
+
+    logging.getLogger().addHandler(VAULT)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))

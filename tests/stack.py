@@ -60,6 +60,9 @@ class BridgeStack:
         (self.workdir / "metrics").mkdir(parents=True, exist_ok=True)
         env = self.env()
         log = open(self.workdir / "stack.log", "ab")  # noqa: SIM115 - closed with the processes
+        from tests.logvault import VAULT
+
+        VAULT.files.append(self.workdir / "stack.log")
         subprocess.run([sys.executable, "-m", "bot.cli", "db", "init"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         for _ in range(self.workers):

@@ -58,7 +58,8 @@ def test_config_check_masks_secrets_and_names_what_is_missing(tmp_path):
                             env=env)
     doc = json.loads(as_json.output)
     assert doc["settings"]["FEISHU_APP_SECRET"] == "****7d6c"
-    assert doc["missing_for_real_feishu"] == ["FEISHU_VERIFICATION_TOKEN", "ADMIN_TOKEN"]
+    assert doc["missing_for_real_feishu"] == ["FEISHU_VERIFICATION_TOKEN", "ADMIN_TOKEN",
+                                              "TOKEN_ENCRYPTION_KEY", "ADMIN_CHAT_ID"]
     assert SECRET not in as_json.output
 
 

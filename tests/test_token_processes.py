@@ -1,0 +1,89 @@
+"""User-token refresh across real processes: once for many callers, and surviving kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.services import build_services
+from sandbox.state import DEFAULT_USER_OPEN_ID
+from tests.oauth_helpers import authorize, expire_in
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(services, **extra) -> dict[str, str]:
+    settings = services.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEISHU_", "TOKEN_"))}
+    env.update({
+        "DATABASE_URL": settings.effective_database_url, "REDIS_URL": settings.redis_url,
+        "VAR_DIR": str(settings.var_dir), "FEISHU_BASE_URL": settings.feishu_base_url,
+        "FEISHU_APP_ID": settings.feishu_app_id,
+        "FEISHU_APP_SECRET": settings.feishu_app_secret.get_secret_value(),
+        "LOG_LEVEL": "WARNING",
+    })
+    env.update(extra)
+    return env
+
+
+def _callers(services, threads: int, start_at: float, **extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.token_callers", str(threads), str(start_at)],
+                            cwd=ROOT, env=_env(services, **extra), stdout=subprocess.PIPE, text=True)
+
+
+def _refreshes(state) -> list[dict]:
+    return [r for r in state.refresh_log if r["grant_type"] == "refresh_token"]
+
+
+def test_32_callers_in_4_processes_cause_one_refresh(services, sandbox):
+    _, state = sandbox
+    authorize(services)
+    expire_in(services, DEFAULT_USER_OPEN_ID, 60)  # about to expire: everyone wants a refresh
+    start_at = time.time() + 8  # after every process has imported the SDK
+    procs = [_callers(services, 8, start_at) for _ in range(4)]
+    outputs = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
+    tokens = [t for o in outputs for t in o["tokens"]]
+    errors = [e for o in outputs for e in o["errors"]]
+    assert errors == []
+    assert len(tokens) == 32 and len(set(tokens)) == 1
+    assert len(_refreshes(state)) == 1
+    assert services.user_tokens.get_valid_user_token() == tokens[0]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_refresh_recovers_after_the_lock_ttl(services, sandbox):
+    _, state = sandbox
+    authorize(services)
+    before = services.user_tokens.grants()[0]
+    expire_in(services, DEFAULT_USER_OPEN_ID, 60)
+    state.faults.update({"slow_refresh_seconds": 6, "slow_refresh_count": 1})
+    victim = _callers(services, 1, time.time(), TOKEN_LOCK_TTL_SECONDS="3")
+    deadline = time.time() + 30
+    while state.faults.slow_refresh_count:  # until the victim's refresh reaches the sandbox
+        assert time.time() < deadline, "the victim never started its refresh"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the victim holds the lock and waits on the stalled refresh
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+
+    # the stored row is untouched: still the old, readable pair
+    row = services.user_tokens.grants()[0]
+    assert (row.generation, row.status) == (before.generation, "active")
+
+    recovery = build_services(services.settings.model_copy(update={"token_lock_ttl_seconds": 3}))
+    started = time.monotonic()
+    token = recovery.user_tokens.get_valid_user_token()
+    waited = time.monotonic() - started
+    assert 0.5 < waited < 10  # blocked on the dead holder's lock until its TTL ran out
+    row = services.user_tokens.grants()[0]
+    assert row.generation == before.generation + 1 and row.status == "active"
+    assert services.user_tokens.get_valid_user_token() == token
+    assert "ok" in [r["outcome"] for r in _refreshes(state)]
+    recovery.close()
