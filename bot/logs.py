@@ -34,8 +34,9 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.feishu_encrypt_key.get_secret_value(),
         settings.feishu_verification_token.get_secret_value(),
         settings.admin_token.get_secret_value(),
+        *settings.token_encryption_key.get_secret_value().split(","),
     ]
-    return [v for v in values if v]
+    return [v.strip() for v in values if v.strip()]
 
 
 def configure_logging(settings: Settings, stream=None) -> None:

@@ -33,9 +33,20 @@ def _env(services, **extra) -> dict[str, str]:
     return env
 
 
+def _stderr_log(services) -> object:
+    """Child processes' stderr goes to a file the suite's secrets scan reads."""
+    from tests.logvault import VAULT
+
+    path = services.settings.var_dir / f"child-{time.monotonic_ns()}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    VAULT.files.append(path)
+    return path.open("w")
+
+
 def _callers(services, threads: int, start_at: float, **extra) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "tests.token_callers", str(threads), str(start_at)],
-                            cwd=ROOT, env=_env(services, **extra), stdout=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=_env(services, **extra), stdout=subprocess.PIPE,
+                            stderr=_stderr_log(services), text=True)
 
 
 def _refreshes(state) -> list[dict]:
@@ -87,3 +98,50 @@ def test_kill_9_mid_refresh_recovers_after_the_lock_ttl(services, sandbox):
     assert services.user_tokens.get_valid_user_token() == token
     assert "ok" in [r["outcome"] for r in _refreshes(state)]
     recovery.close()
+
+
+def test_processes_share_one_tenant_token_through_redis(services, sandbox):
+    _, state = sandbox
+    before = state.token_requests
+    for n in range(3):
+        subprocess.run([sys.executable, "-m", "tests.tenant_caller", "oc_shared", str(n)], cwd=ROOT,
+                       env=_env(services), stderr=_stderr_log(services), check=True, timeout=120)
+    assert state.token_requests == before + 1  # the first process fetched it; the others reused it
+    assert len([m for m in state.bot_sent if m.chat_id == "oc_shared"]) == 3
+
+
+def test_auth_cli_login_status_logout(services, app, sandbox):
+    """`auth login` prints the URL and waits; approving it (the sandbox auto-approves, the web
+    app's callback stores the grant) ends the wait. Then status --json and logout."""
+    import httpx
+
+    env = _env(services)
+    argv = [sys.executable, "-m", "bot.cli", "auth", "login", "--no-browser", "--wait", "90"]
+    login = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=_stderr_log(services),
+                             text=True)
+    url = ""
+    for line in login.stdout:
+        if line.startswith("http"):
+            url = line.strip()
+            break
+    assert "/open-apis/authen/v1/authorize?" in url and "offline_access" in url
+    approved = httpx.get(url, follow_redirects=False)
+    callback = approved.headers["location"].split("/oauth/callback", 1)[1]
+    assert app.test_client().get("/oauth/callback" + callback).status_code == 200
+    out, _ = login.communicate(timeout=60)
+    assert login.returncode == 0 and f"({DEFAULT_USER_OPEN_ID})" in out
+
+    status = subprocess.run([sys.executable, "-m", "bot.cli", "auth", "status", "--json"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, check=True)
+    [grant] = json.loads(status.stdout)["grants"]
+    assert grant["subject"] == DEFAULT_USER_OPEN_ID and grant["status"] == "active"
+    assert 1.9 < grant["access_hours_left"] <= 2.0 and grant["refresh_hours_left"] > 700
+    assert [h["outcome"] for h in grant["history"]] == ["authorized"]
+    assert "u-sandbox" not in status.stdout and "ur-sandbox" not in status.stdout
+
+    refreshed = subprocess.run([sys.executable, "-m", "bot.cli", "auth", "refresh"], cwd=ROOT, env=env,
+                               capture_output=True, text=True)
+    assert refreshed.returncode == 0 and "Refreshed" in refreshed.stdout
+    gone = subprocess.run([sys.executable, "-m", "bot.cli", "auth", "logout"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert gone.returncode == 0 and services.user_tokens.grants() == []
