@@ -92,6 +92,8 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
         print(f"  Feishu event subscription request URL: http(s)://<your public host>{'/webhook/event'}")
         print(f"  Health: {base}/healthz   Metrics: {base}/metrics")
         print(f"  Redis: {settings.redis_url}   Database: {settings.effective_database_url}")
+        how = "the sandbox approves automatically" if use_sandbox else "or run `feishu-bridge auth login`"
+        print(f"  Feishu user login (OAuth): open {base}/oauth/login ({how})")
         if use_sandbox:
             sb = f"http://127.0.0.1:{sandbox_port}"
             print(f"  Sandbox (emulated Feishu): {sb}")

@@ -71,6 +71,10 @@ def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
         # The round trip is real: the sandbox has the bot's pong reply on record.
         sent = httpx.get(f"http://127.0.0.1:{sandbox_port}/sandbox/sent", timeout=5).json()
         assert [m["body"]["content"] for m in sent["items"]] == ['{"text": "pong"}']
+        # User OAuth works out of the box: login → sandbox approval → callback stores the grant.
+        assert f"open http://127.0.0.1:{port}/oauth/login" in output
+        login = httpx.get(f"http://127.0.0.1:{port}/oauth/login", follow_redirects=True, timeout=30)
+        assert login.status_code == 200 and "授权成功" in login.text, login.text
         # Sandbox data lives in its own var/ subdirectory, with embedded SQLite and Redis.
         assert (tmp_path / "var" / "sandbox" / "feishu-bridge.db").exists()
         redis = EmbeddedRedis(tmp_path / "var" / "sandbox" / "redis")
