@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS token_refreshes (
     id                INTEGER PRIMARY KEY,
     subject           VARCHAR(128) NOT NULL,
     at                TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    cause             VARCHAR(24) NOT NULL,  -- on_demand, proactive, expired_retry, manual, login
+    cause             VARCHAR(24) NOT NULL,  -- on_demand, proactive, expired_retry, manual, login, recovered
     outcome           VARCHAR(24) NOT NULL,
     error_code        INTEGER,
     error             TEXT,

@@ -11,6 +11,7 @@ a revoked or expired grant becomes `reauth_required` and raises an alert.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,6 +192,12 @@ class UserTokens:
                             extra={"subject": subject})
 
     def _refresh(self, row: OAuthToken, cause: str) -> str:
+        pending = self._pending_pair(row)
+        if pending is not None:
+            # A refresh Feishu answered but the database did not take (e.g. it was down): its
+            # refresh token is the only valid one now, so store that pair instead of refreshing.
+            self._store_refreshed(row, pending, "recovered")
+            return pending.access_token
         if not row.refresh_token:
             self._mark_reauth(row, cause, None, "no refresh token (the grant lacks offline_access)")
             raise ReauthRequired(f"the stored grant has no refresh token; add the offline_access scope "
@@ -202,8 +209,36 @@ class UserTokens:
             pair = self._exchange(body)
         except OAuthError as exc:
             return self._refresh_failed(row, cause, exc)
+        self._keep_pending(row, pair)
         self._store_refreshed(row, pair, cause)
         return pair.access_token
+
+    def _pending_key(self, row: OAuthToken) -> str:
+        return f"fb:token-pending:{row.subject}:{row.generation}"
+
+    def _keep_pending(self, row: OAuthToken, pair: TokenPair) -> None:
+        """Park the new pair (sealed) in Redis until the database has it: the old refresh token is
+        already spent, so losing this pair would lose the grant."""
+        sealed = self._box.seal(json.dumps({
+            "access_token": pair.access_token, "refresh_token": pair.refresh_token,
+            "expires_at": pair.expires_at.isoformat(),
+            "refresh_expires_at": pair.refresh_expires_at.isoformat() if pair.refresh_expires_at else None,
+            "scopes": pair.scopes,
+        }))
+        self._redis.set(self._pending_key(row), sealed, ex=7 * 24 * 3600)
+
+    def _pending_pair(self, row: OAuthToken) -> TokenPair | None:
+        sealed = self._redis.get(self._pending_key(row))
+        if not sealed:
+            return None
+        doc = json.loads(self._box.open(sealed.decode()))
+        return TokenPair(
+            access_token=doc["access_token"], refresh_token=doc["refresh_token"],
+            expires_at=datetime.fromisoformat(doc["expires_at"]),
+            refresh_expires_at=(datetime.fromisoformat(doc["refresh_expires_at"])
+                                if doc["refresh_expires_at"] else None),
+            scopes=doc["scopes"],
+        )
 
     def _exchange(self, body: dict[str, str]) -> TokenPair:
         """POST the grant; transient failures retried with backoff, 3 attempts in all."""
@@ -247,6 +282,7 @@ class UserTokens:
         stored = self._load(row.subject)  # verify: what is stored is what Feishu issued
         if stored is None or self._box.open(stored.access_token) != pair.access_token:
             raise TokenUnavailable("the refreshed token did not read back from the database")
+        self._redis.delete(self._pending_key(row))
         log.info("user token refreshed", extra={
             "subject": row.subject, "cause": cause,
             "hours_left": round((pair.expires_at - now).total_seconds() / 3600, 2)})

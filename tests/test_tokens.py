@@ -202,3 +202,50 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     with services.sessions() as session:
         outcomes = list(session.scalars(select(TokenRefresh.outcome)))
     assert outcomes == ["authorized", "refreshed"]
+
+
+def _fail_updates(services, on: bool) -> None:
+    """A real database refusal (a trigger), standing in for a database that went away."""
+    pg = services.engine.dialect.name == "postgresql"
+    with services.engine.begin() as conn:
+        if on and pg:
+            conn.exec_driver_sql("CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                                 "RAISE EXCEPTION 'database refuses writes'; END $$ LANGUAGE plpgsql")
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE UPDATE ON oauth_tokens "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse()")
+        elif on:
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE UPDATE ON oauth_tokens "
+                                 "BEGIN SELECT RAISE(ABORT, 'database refuses writes'); END")
+        elif pg:
+            conn.exec_driver_sql("DROP TRIGGER refuse ON oauth_tokens")
+            conn.exec_driver_sql("DROP FUNCTION refuse()")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER refuse")
+
+
+def test_a_refresh_the_database_missed_is_recovered_not_lost(services, sandbox):
+    """Feishu rotated the refresh token but the new pair could not be stored: the next caller
+    stores the parked pair instead of spending the (now dead) old refresh token."""
+    from sqlalchemy.exc import DBAPIError
+
+    _, state = sandbox
+    authorize(services)
+    generation = _row(services).generation
+    expire_in(services, DEFAULT_USER_OPEN_ID, 60)
+    _fail_updates(services, True)
+    with pytest.raises(DBAPIError, match="database refuses writes"):
+        services.user_tokens.get_valid_user_token()
+    assert _refreshes(state) == 1 and _row(services).generation == generation
+    _fail_updates(services, False)
+
+    token = services.user_tokens.get_valid_user_token()
+    assert _refreshes(state) == 1  # no second refresh: the old refresh token is spent
+    row = _row(services)
+    assert (row.generation, row.status) == (generation + 1, "active")
+    [latest] = services.user_tokens.history(DEFAULT_USER_OPEN_ID, limit=1)
+    assert (latest.cause, latest.outcome) == ("recovered", "refreshed")
+    assert _user_info(services).data.open_id == DEFAULT_USER_OPEN_ID
+    assert services.user_tokens.get_valid_user_token() == token
+    expire_in(services, DEFAULT_USER_OPEN_ID, 60)
+    assert services.user_tokens.get_valid_user_token() != token  # the stored refresh token works
+    assert _refreshes(state) == 2
