@@ -247,7 +247,7 @@ def _services(ctx: click.Context):
     from bot.runtime import prepare
     from bot.services import build_services
 
-    runtime = prepare(_settings(ctx))
+    runtime = prepare(_settings(ctx), metrics=False)
     services = build_services(runtime.settings)
     try:
         yield services

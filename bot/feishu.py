@@ -20,6 +20,7 @@ from lark_oapi.core.model import RequestOption
 
 from bot.config import Settings
 from bot.masking import register_secrets
+from bot.metrics import TOKEN_RETRIES
 from bot.oauth import TOKEN_PATH
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class Feishu:
         if code in TOKEN_REJECTED_CODES and not user_access_token:
             log.info("token rejected; refreshing once and retrying",
                      extra={"operation": operation, "code": code, "as_user": bool(as_user)})
+            TOKEN_RETRIES.labels("user" if as_user else "tenant").inc()
             if as_user:
                 token = self._user_token(as_user, rejected=token)
             else:

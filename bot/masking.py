@@ -38,10 +38,21 @@ def register_secrets(values: Iterable[str | None]) -> None:
             _pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
+# Credentials that travel in URLs (the OAuth callback's code, tokens in query strings): masked
+# in every line whether or not anyone registered them.
+_URL_CREDENTIAL = re.compile(
+    r"(?P<key>[?&](?:code|state|access_token|refresh_token|token|client_secret)=)[^&\s\"']+"
+)
+
+
 def scrub(text: str) -> str:
-    """Replace every registered secret inside `text` with its mask."""
+    """Replace every registered secret, and credentials in URL query strings, with masks."""
+    if not text:
+        return text
+    if "=" in text:
+        text = _URL_CREDENTIAL.sub(lambda m: m.group("key") + "****", text)
     pattern = _pattern
-    if pattern is None or not text:
+    if pattern is None:
         return text
     return pattern.sub(lambda m: mask(m.group(0)), text)
 

@@ -52,6 +52,14 @@ JOB_DURATION = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 JOB_FAILURES = Counter("feishu_bridge_job_failures_total", "RQ job runs that raised", ["job"])
+TOKEN_REFRESHES = Counter(
+    "feishu_bridge_user_token_refreshes_total", "User token refresh attempts by outcome",
+    ["outcome"],
+)
+TOKEN_RETRIES = Counter(
+    "feishu_bridge_token_rejected_retries_total",
+    "API calls answered with a token expired/invalid code, refreshed and retried once", ["token"],
+)
 
 
 def prepare_multiprocess_dir(directory: Path, *, wipe: bool) -> None:

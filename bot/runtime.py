@@ -39,10 +39,12 @@ def metrics_dir(settings: Settings) -> Path:
     return (settings.var_dir / "metrics").resolve()
 
 
-def prepare(settings: Settings) -> Runtime:
+def prepare(settings: Settings, *, metrics: bool = True) -> Runtime:
+    """`metrics=False` for short commands (e.g. `auth status`) that export no metrics."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir(settings)))
-    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+    if metrics:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir(settings)))
+        Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
     if settings.redis_url:
         return Runtime(settings, None, False)
     embedded = EmbeddedRedis(settings.var_dir / "redis")

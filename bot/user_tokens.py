@@ -27,6 +27,7 @@ from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attemp
 from bot import alerts
 from bot.config import Settings
 from bot.masking import register_secrets
+from bot.metrics import TOKEN_REFRESHES
 from bot.models import OAuthToken, TokenRefresh, utcnow
 from bot.oauth import (
     ErrorClass,
@@ -333,6 +334,7 @@ class UserTokens:
     def _history(subject: str, cause: str, outcome: str, *, now: datetime, pair: TokenPair | None = None,
                  row: OAuthToken | None = None, code: int | None = None, error: str | None = None
                  ) -> TokenRefresh:
+        TOKEN_REFRESHES.labels(outcome).inc()
         expires_at = pair.expires_at if pair else (row.expires_at if row else None)
         refresh_at = (pair.refresh_expires_at if pair else None) or (row.refresh_expires_at if row else None)
         return TokenRefresh(

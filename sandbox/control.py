@@ -131,3 +131,23 @@ def refreshes():
         items = list(st.refresh_log)
     return jsonify(items=items, total=len(items),
                    refreshes=sum(1 for i in items if i["grant_type"] == "refresh_token"))
+
+
+@bp.post("/lifetimes")
+def lifetimes():
+    """Token lifetimes in seconds for tokens issued from now on:
+    `{"tenant_token": s, "user_token": s, "refresh_token": s}` (any subset)."""
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    fields = {"tenant_token": "tenant_token_lifetime", "user_token": "user_token_lifetime",
+              "refresh_token": "refresh_token_lifetime"}
+    try:
+        values = {fields[k]: int(v) for k, v in body.items() if k in fields}
+    except (TypeError, ValueError):
+        return jsonify(error="lifetimes must be whole seconds"), 400
+    if any(v <= 0 for v in values.values()):
+        return jsonify(error="lifetimes must be positive"), 400
+    with st.lock:
+        for name, value in values.items():
+            setattr(st.config, name, value)
+        return jsonify({k: getattr(st.config, v) for k, v in fields.items()})

@@ -37,3 +37,10 @@ def test_json_logs_scrub_registered_secrets(tmp_path):
     assert lines[0]["level"] == "WARNING" and lines[0]["message"] == "token is ****alue"
     assert any(line.get("logger") == "Lark" for line in lines)
     assert scrub("nothing secret here") == "nothing secret here"
+
+
+def test_credentials_in_urls_are_masked_without_registration():
+    line = ("HTTP Request: GET http://localhost:8000/oauth/callback?code=code-abc123&state=xyz "
+            "and /x?access_token=u-1&page=2")
+    assert scrub(line) == ("HTTP Request: GET http://localhost:8000/oauth/callback?code=****&state=**** "
+                           "and /x?access_token=****&page=2")

@@ -71,3 +71,27 @@ def test_only_the_token_manager_reads_stored_grants():
         opened = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "open"
                   and "box" in ast.unparse(n.value)]
         assert opened == [] or _rel(path) == "bot/token_cache.py", _rel(path)
+
+
+# Job functions, and whether they call Feishu. A new job must be added here, and if it calls
+# Feishu, to tests/test_tokens.py::test_every_feishu_job_succeeds_with_expired_tokens.
+JOBS_CALLING_FEISHU = {"process_events": True, "refresh_due_tokens": True, "deliver_alerts": True,
+                       "sweep_receipts": False}
+
+
+def test_the_expired_token_test_covers_every_job():
+    found = {}
+    for path in (ROOT / "jobs").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and any(
+                isinstance(d, ast.Call) and ast.unparse(d.func) == "instrumented" for d in node.decorator_list
+            ):
+                found[node.name] = path.stem
+    assert set(found) == set(JOBS_CALLING_FEISHU)
+    covered = (ROOT / "tests" / "test_tokens.py").read_text()
+    body = covered.split("def test_every_feishu_job_succeeds_with_expired_tokens", 1)[1].split("\ndef ", 1)[0]
+    for job, calls_feishu in JOBS_CALLING_FEISHU.items():
+        if calls_feishu:
+            # process_events runs handlers through process_receipt; the others are called directly
+            assert (job if job != "process_events" else "process_receipt") in body, job

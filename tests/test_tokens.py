@@ -14,6 +14,7 @@ from bot import alerts
 from bot.cli import main as cli
 from bot.models import Alert, OAuthToken, TokenRefresh, utcnow
 from bot.user_tokens import ReauthRequired
+from jobs.alerts import deliver_alerts
 from jobs.events import process_receipt
 from jobs.tokens import refresh_due_tokens
 from sandbox.state import DEFAULT_USER_NAME, DEFAULT_USER_OPEN_ID
@@ -186,9 +187,12 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     httpx.post(f"{base_url}/sandbox/tokens/expire")
     alerts.raise_alert(services.engine, key="test:1", kind="test", message="hello admins")
 
-    # refresh_due_tokens (user token) and, inside it, deliver_alerts (tenant token)
+    # refresh_due_tokens (user token), then deliver_alerts (tenant token), also run inside it
     counts = refresh_due_tokens()
     assert counts["refreshed_or_fresh"] == 1 and counts["alerts_sent"] == 1
+    alerts.raise_alert(services.engine, key="test:2", kind="test", message="hello again")
+    httpx.post(f"{base_url}/sandbox/tokens/expire")
+    assert deliver_alerts() == 1
     assert _row(services).expires_at > utcnow() + timedelta(hours=1)
     # process_events → the /ping handler's reply (tenant token)
     from bot import receipts
@@ -249,3 +253,19 @@ def test_a_refresh_the_database_missed_is_recovered_not_lost(services, sandbox):
     expire_in(services, DEFAULT_USER_OPEN_ID, 60)
     assert services.user_tokens.get_valid_user_token() != token  # the stored refresh token works
     assert _refreshes(state) == 2
+
+
+def test_sandbox_lifetimes_drive_what_the_bridge_stores(services, sandbox):
+    base_url, state = sandbox
+    original = (state.config.user_token_lifetime, state.config.refresh_token_lifetime)
+    try:
+        answer = httpx.post(f"{base_url}/sandbox/lifetimes", json={"user_token": 600, "refresh_token": 86400})
+        assert answer.json()["user_token"] == 600
+        assert httpx.post(f"{base_url}/sandbox/lifetimes", json={"user_token": -1}).status_code == 400
+        authorize(services)
+        row = _row(services)
+        left = (row.expires_at - utcnow()).total_seconds()
+        assert 590 < left <= 600
+        assert 86390 < (row.refresh_expires_at - utcnow()).total_seconds() <= 86400
+    finally:
+        state.config.user_token_lifetime, state.config.refresh_token_lifetime = original

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from bot.redis_server import EmbeddedRedis
+from tests.logvault import VAULT
 from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -64,6 +65,7 @@ def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
     )
     try:
         output = _read_until(process, ROUND_TRIP_OK, timeout=120)
+        VAULT.lines.append(output)  # for the suite's secrets scan
         assert f"Feishu Bridge is up on http://127.0.0.1:{port}" in output
         assert "/webhook/event" in output
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
