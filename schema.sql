@@ -89,6 +89,69 @@ CREATE TABLE IF NOT EXISTS alerts (
     CONSTRAINT uq_alerts_key UNIQUE (key)
 );
 
+-- Caches of Feishu documents (bitables first). A source is one document the user asked to
+-- mirror; its tables, fields and records are replaced or patched by syncs.
+CREATE TABLE IF NOT EXISTS cache_sources (
+    id               INTEGER PRIMARY KEY,
+    name             VARCHAR(64) NOT NULL,
+    kind             VARCHAR(16) NOT NULL,
+    token            VARCHAR(512) NOT NULL,  -- as given: a URL or a token
+    obj_token        VARCHAR(128),           -- the document itself (wiki nodes resolved)
+    obj_type         VARCHAR(16),
+    title            VARCHAR(256),
+    interval_seconds INTEGER NOT NULL DEFAULT 3600,
+    as_user          VARCHAR(128),           -- read as this user (open_id); NULL = as the app
+    created_at       TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    status           VARCHAR(16) NOT NULL DEFAULT 'never',
+    last_sync_at     TIMESTAMP,
+    last_success_at  TIMESTAMP,
+    last_duration_ms INTEGER,
+    last_api_calls   INTEGER,
+    last_error       TEXT,
+    CONSTRAINT uq_cache_sources_name UNIQUE (name),
+    CONSTRAINT ck_cache_sources_kind CHECK (kind IN ('bitable', 'sheet', 'doc', 'wiki')),
+    CONSTRAINT ck_cache_sources_status CHECK (status IN ('never', 'running', 'ok', 'failed'))
+);
+
+CREATE TABLE IF NOT EXISTS cache_tables (
+    id           INTEGER PRIMARY KEY,
+    source_id    INTEGER NOT NULL REFERENCES cache_sources (id) ON DELETE CASCADE,
+    table_id     VARCHAR(64) NOT NULL,
+    name         VARCHAR(256) NOT NULL,
+    revision     INTEGER,
+    record_count INTEGER NOT NULL DEFAULT 0,
+    field_count  INTEGER NOT NULL DEFAULT 0,
+    synced_at    TIMESTAMP,
+    CONSTRAINT uq_cache_tables UNIQUE (source_id, table_id)
+);
+
+CREATE TABLE IF NOT EXISTS cache_fields (
+    id         INTEGER PRIMARY KEY,
+    source_id  INTEGER NOT NULL REFERENCES cache_sources (id) ON DELETE CASCADE,
+    table_id   VARCHAR(64) NOT NULL,
+    field_id   VARCHAR(64) NOT NULL,
+    name       VARCHAR(256) NOT NULL,
+    type       INTEGER NOT NULL,
+    ui_type    VARCHAR(32),
+    property   TEXT,          -- JSON, as Feishu returns it
+    is_primary BOOLEAN NOT NULL DEFAULT FALSE,
+    position   INTEGER NOT NULL,
+    CONSTRAINT uq_cache_fields UNIQUE (source_id, table_id, field_id)
+);
+
+-- `fields` is the record's JSON exactly as Feishu's records API returns it (keyed by field
+-- name; every field type's value shape preserved).
+CREATE TABLE IF NOT EXISTS cache_records (
+    id          INTEGER PRIMARY KEY,
+    source_id   INTEGER NOT NULL REFERENCES cache_sources (id) ON DELETE CASCADE,
+    table_id    VARCHAR(64) NOT NULL,
+    record_id   VARCHAR(64) NOT NULL,
+    fields      TEXT NOT NULL,
+    modified_ms BIGINT,
+    synced_at   TIMESTAMP NOT NULL,
+    CONSTRAINT uq_cache_records UNIQUE (source_id, table_id, record_id)
+);
+
 -- ===== section: dialect: postgresql =====
 
 -- PostgreSQL has no rowid: give each integer primary key a sequence-backed default.
@@ -100,6 +163,14 @@ CREATE SEQUENCE IF NOT EXISTS token_refreshes_id_seq OWNED BY token_refreshes.id
 ALTER TABLE token_refreshes ALTER COLUMN id SET DEFAULT nextval('token_refreshes_id_seq');
 CREATE SEQUENCE IF NOT EXISTS alerts_id_seq OWNED BY alerts.id;
 ALTER TABLE alerts ALTER COLUMN id SET DEFAULT nextval('alerts_id_seq');
+CREATE SEQUENCE IF NOT EXISTS cache_sources_id_seq OWNED BY cache_sources.id;
+ALTER TABLE cache_sources ALTER COLUMN id SET DEFAULT nextval('cache_sources_id_seq');
+CREATE SEQUENCE IF NOT EXISTS cache_tables_id_seq OWNED BY cache_tables.id;
+ALTER TABLE cache_tables ALTER COLUMN id SET DEFAULT nextval('cache_tables_id_seq');
+CREATE SEQUENCE IF NOT EXISTS cache_fields_id_seq OWNED BY cache_fields.id;
+ALTER TABLE cache_fields ALTER COLUMN id SET DEFAULT nextval('cache_fields_id_seq');
+CREATE SEQUENCE IF NOT EXISTS cache_records_id_seq OWNED BY cache_records.id;
+ALTER TABLE cache_records ALTER COLUMN id SET DEFAULT nextval('cache_records_id_seq');
 
 -- ===== section: dialect: sqlite =====
 

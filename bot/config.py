@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     web_threads: int = 32  # gunicorn gthread threads per process
     workers: int = 2
 
+    # Feishu calls: retries after a rate limit (HTTP 429 / 99991400) or a server error.
+    feishu_retries: int = 5
+    feishu_retry_max_wait: float = 10.0  # seconds; caps x-ogw-ratelimit-reset and the backoff
+
     # User OAuth tokens (see bot/user_tokens.py).
     # Fernet key(s), comma-separated, newest first; unset → a key file generated under var_dir.
     token_encryption_key: SecretStr = SecretStr("")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +21,7 @@ from lark_oapi.core.model import RequestOption
 
 from bot.config import Settings
 from bot.masking import register_secrets
-from bot.metrics import TOKEN_RETRIES
+from bot.metrics import FEISHU_RETRIES, TOKEN_RETRIES
 from bot.oauth import TOKEN_PATH
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # Tenant token invalid/expired, user token invalid, token expired.
 TOKEN_REJECTED_CODES = frozenset({99991663, 99991668, 99991677})
+RATE_LIMITED = 99991400
 
 R = TypeVar("R")
 
@@ -76,21 +78,50 @@ class Feishu:
 
     def call(self, operation: str, send: Callable[[lark.Client, RequestOption], R], *,
              as_user: str | None = None, user_access_token: str | None = None) -> R:
-        """Run one SDK call; raises FeishuAPIError unless it succeeds (after one token retry)."""
+        """Run one SDK call; raises FeishuAPIError unless it succeeds. A rejected token is
+        refreshed and the call retried once; rate limits and server errors are retried with
+        backoff (honouring `x-ogw-ratelimit-reset`) up to FEISHU_RETRIES times."""
         token = user_access_token or (self._user_token(as_user) if as_user else None)
-        response = send(self._client, self._option(token))
-        code = getattr(response, "code", None)
-        if code in TOKEN_REJECTED_CODES and not user_access_token:
-            log.info("token rejected; refreshing once and retrying",
-                     extra={"operation": operation, "code": code, "as_user": bool(as_user)})
-            TOKEN_RETRIES.labels("user" if as_user else "tenant").inc()
-            if as_user:
-                token = self._user_token(as_user, rejected=token)
-            else:
-                self._forget_tenant_token()
+        token_retried = bool(user_access_token)
+        attempt = 0
+        while True:
             response = send(self._client, self._option(token))
+            code = getattr(response, "code", None)
+            if code in TOKEN_REJECTED_CODES and not token_retried:
+                token_retried = True
+                log.info("token rejected; refreshing once and retrying",
+                         extra={"operation": operation, "code": code, "as_user": bool(as_user)})
+                TOKEN_RETRIES.labels("user" if as_user else "tenant").inc()
+                if as_user:
+                    token = self._user_token(as_user, rejected=token)
+                else:
+                    self._forget_tenant_token()
+                continue
+            wait = self._transient_wait(response, attempt)
+            if wait is None or attempt >= self._settings.feishu_retries:
+                break
+            attempt += 1
+            FEISHU_RETRIES.labels(operation).inc()
+            time.sleep(wait)
         raise_for_response(operation, response)
         return response
+
+    def _transient_wait(self, response: Any, attempt: int) -> float | None:
+        """Seconds to wait before retrying a rate-limited or failed-on-the-server call; None if
+        the answer is final."""
+        raw = getattr(response, "raw", None)
+        status = getattr(raw, "status_code", 200) or 200
+        if getattr(response, "code", None) != RATE_LIMITED and status != 429 and status < 500:
+            return None
+        cap = self._settings.feishu_retry_max_wait
+        headers = {k.lower(): v for k, v in (getattr(raw, "headers", None) or {}).items()}
+        reset = headers.get("x-ogw-ratelimit-reset")
+        if reset is not None:
+            try:
+                return min(cap, max(0.0, float(reset)))
+            except ValueError:
+                pass
+        return min(cap, 0.5 * 2 ** attempt)
 
     def post_oauth_token(self, body: dict[str, str]) -> tuple[int, Any]:
         """The v2 OAuth token endpoint (no access token; answers flat JSON): (HTTP status, JSON)."""

@@ -56,6 +56,10 @@ TOKEN_REFRESHES = Counter(
     "feishu_bridge_user_token_refreshes_total", "User token refresh attempts by outcome",
     ["outcome"],
 )
+FEISHU_RETRIES = Counter(
+    "feishu_bridge_feishu_retries_total", "Feishu calls retried after a rate limit or server error",
+    ["operation"],
+)
 TOKEN_RETRIES = Counter(
     "feishu_bridge_token_rejected_retries_total",
     "API calls answered with a token expired/invalid code, refreshed and retried once", ["token"],

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -144,3 +147,76 @@ class Alert(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class CacheSource(Base):
+    """A Feishu document the user asked to mirror, and how its last sync went."""
+
+    __tablename__ = "cache_sources"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_cache_sources_name"),
+        CheckConstraint("kind IN ('bitable', 'sheet', 'doc', 'wiki')", name="ck_cache_sources_kind"),
+        CheckConstraint("status IN ('never', 'running', 'ok', 'failed')", name="ck_cache_sources_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(String(512))
+    obj_token: Mapped[str | None] = mapped_column(String(128))
+    obj_type: Mapped[str | None] = mapped_column(String(16))
+    title: Mapped[str | None] = mapped_column(String(256))
+    interval_seconds: Mapped[int] = mapped_column(Integer, server_default=text("3600"))
+    as_user: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'never'"))
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_duration_ms: Mapped[int | None] = mapped_column(Integer)
+    last_api_calls: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class CacheTable(Base):
+    __tablename__ = "cache_tables"
+    __table_args__ = (UniqueConstraint("source_id", "table_id", name="uq_cache_tables"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer, ForeignKey("cache_sources.id", ondelete="CASCADE"))
+    table_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(256))
+    revision: Mapped[int | None] = mapped_column(Integer)
+    record_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    field_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CacheField(Base):
+    __tablename__ = "cache_fields"
+    __table_args__ = (UniqueConstraint("source_id", "table_id", "field_id", name="uq_cache_fields"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer, ForeignKey("cache_sources.id", ondelete="CASCADE"))
+    table_id: Mapped[str] = mapped_column(String(64))
+    field_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(256))
+    type: Mapped[int] = mapped_column(Integer)
+    ui_type: Mapped[str | None] = mapped_column(String(32))
+    property: Mapped[str | None] = mapped_column(Text)
+    is_primary: Mapped[bool] = mapped_column(Boolean, server_default=text("FALSE"))
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class CacheRecord(Base):
+    """One bitable record; `fields` is the JSON Feishu returned, value shapes untouched."""
+
+    __tablename__ = "cache_records"
+    __table_args__ = (UniqueConstraint("source_id", "table_id", "record_id", name="uq_cache_records"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer, ForeignKey("cache_sources.id", ondelete="CASCADE"))
+    table_id: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(64))
+    fields: Mapped[str] = mapped_column(Text)
+    modified_ms: Mapped[int | None] = mapped_column(BigInteger)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime)

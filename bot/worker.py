@@ -44,6 +44,7 @@ def build_cron(settings: Settings):
 
     from bot.queue import QueueName, connect_redis
     from jobs.alerts import deliver_alerts
+    from jobs.caches import schedule_cache_syncs
     from jobs.maintenance import sweep_receipts
     from jobs.tokens import refresh_due_tokens
 
@@ -54,6 +55,8 @@ def build_cron(settings: Settings):
                   job_timeout=300, name="sweep_receipts")
     cron.register(refresh_due_tokens, queue_name=QueueName.DEFAULT,
                   interval=settings.token_check_interval_seconds, job_timeout=300, name="refresh_due_tokens")
+    cron.register(schedule_cache_syncs, queue_name=QueueName.DEFAULT, interval=60, job_timeout=120,
+                  name="schedule_cache_syncs")
     cron.register(deliver_alerts, queue_name=QueueName.DEFAULT, interval=settings.sweep_interval_seconds,
                   job_timeout=120, name="deliver_alerts")
     return cron

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.bitable_seed import seed
 from sandbox.sender import EventSender, SenderConfig
 
 SANDBOX_APP_ID = "cli_sandbox00000001"
@@ -128,6 +129,7 @@ class SandboxState:
         self.auth_codes: dict[str, tuple[str, str, str, float]] = {}  # code → (open_id, scopes, uri, expiry)
         self.users: dict[str, str] = {DEFAULT_USER_OPEN_ID: DEFAULT_USER_NAME}
         self.refresh_log: list[dict[str, Any]] = []
+        self.apps, self.wiki_nodes = seed()
         self.token_requests = 0
         self.messages: dict[str, Message] = {}
         self.bot_sent: list[Message] = []
@@ -267,4 +269,5 @@ class SandboxState:
             self.api_calls.clear()
             self.token_requests = 0
             self.refresh_log.clear()
+            self.apps, self.wiki_nodes = seed()
             self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu

@@ -99,6 +99,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
         "admin_token": "admin-token-for-tests-0001",
         "var_dir": tmp_path / "var",
         "log_json": True,
+        "feishu_retry_max_wait": 0.05,  # the sandbox's rate-limit reset is 1 s; tests need not wait it
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -203,9 +203,19 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     doc = text_message_event(sender(), "/ping", event_id="ev-exp", message_id=message.message_id)
     receipt_id = receipts.record(services.engine, ParsedEvent("ev-exp", "im.message.receive_v1", "2.0", doc))
     assert process_receipt(services, receipt_id) == "replied pong"
+    # sync_cache_source: a bitable read as the user whose token expired
+    from bot.caches import store
+    from bot.caches.sources import parse_source
+    from jobs.caches import sync_cache_source
+    from sandbox.bitable_seed import QUALITY_NODE
+
+    store.add_source(services.engine, "quality", QUALITY_NODE, parse_source(QUALITY_NODE), 3600,
+                     as_user=DEFAULT_USER_OPEN_ID)
+    httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
+    assert sync_cache_source("quality")["outcome"] == "synced"
     with services.sessions() as session:
         outcomes = list(session.scalars(select(TokenRefresh.outcome)))
-    assert outcomes == ["authorized", "refreshed"]
+    assert outcomes == ["authorized", "refreshed", "refreshed"]
 
 
 def _fail_updates(services, on: bool) -> None:

@@ -1,0 +1,1 @@
+"""Local SQL mirrors of Feishu documents: sources, fetching, storing, syncing."""

@@ -1,0 +1,126 @@
+"""Fetching a whole bitable through the gateway: tables, fields, every record (500 per page).
+
+Records are taken from the raw response body, not the SDK's objects, so each field value is
+stored exactly as Feishu sent it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.feishu import Feishu
+
+RECORDS_PAGE = 500
+LIST_PAGE = 100
+
+Page = Callable[[str | None], Any]  # page token → SDK response
+
+
+@dataclass
+class TableData:
+    table_id: str
+    name: str
+    revision: int | None
+    fields: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _data(response: Any) -> dict[str, Any]:
+    return json.loads(response.raw.content)["data"]
+
+
+@dataclass
+class Fetcher:
+    """Counts the API calls it makes, so syncs can report them against the floor."""
+
+    feishu: Feishu
+    as_user: str | None = None
+    calls: int = 0
+
+    def _pages(self, operation: str, page: Page, progress: Callable[[int], None] | None = None) -> list[dict]:
+        items: list[dict] = []
+        token: str | None = None
+        while True:
+            self.calls += 1
+            data = _data(page(token))
+            batch = data.get("items") or []
+            items += batch
+            if progress is not None:
+                progress(len(batch))
+            if not data.get("has_more"):
+                total = data.get("total")
+                if isinstance(total, int) and total != len(items):
+                    raise RuntimeError(f"{operation}: got {len(items)} items but Feishu declared {total}")
+                return items
+            token = data.get("page_token")
+            if not token:
+                raise RuntimeError(f"{operation}: has_more without a page_token")
+
+    def resolve_wiki(self, node_token: str) -> dict[str, Any]:
+        from lark_oapi.api.wiki.v2 import GetNodeSpaceRequest
+
+        self.calls += 1
+
+        def request() -> GetNodeSpaceRequest:
+            return GetNodeSpaceRequest.builder().token(node_token).obj_type("wiki").build()
+
+        response = self.feishu.call(
+            "wiki.v2.space.get_node",
+            lambda client, option: client.wiki.v2.space.get_node(request(), option), as_user=self.as_user)
+        return _data(response)["node"]
+
+    def tables(self, app_token: str) -> list[dict[str, Any]]:
+        from lark_oapi.api.bitable.v1 import ListAppTableRequest
+
+        def page(token: str | None):
+            def request() -> ListAppTableRequest:  # fresh per attempt: the SDK mutates requests
+                b = ListAppTableRequest.builder().app_token(app_token).page_size(LIST_PAGE)
+                return (b.page_token(token) if token else b).build()
+
+            return self.feishu.call("bitable.v1.app_table.list", lambda client, option:
+                                    client.bitable.v1.app_table.list(request(), option), as_user=self.as_user)
+
+        return self._pages("bitable.v1.app_table.list", page)
+
+    def fields(self, app_token: str, table_id: str) -> list[dict[str, Any]]:
+        from lark_oapi.api.bitable.v1 import ListAppTableFieldRequest
+
+        def page(token: str | None):
+            def request() -> ListAppTableFieldRequest:
+                b = (ListAppTableFieldRequest.builder().app_token(app_token).table_id(table_id)
+                     .page_size(LIST_PAGE))
+                return (b.page_token(token) if token else b).build()
+
+            return self.feishu.call("bitable.v1.app_table_field.list", lambda client, option:
+                                    client.bitable.v1.app_table_field.list(request(), option),
+                                    as_user=self.as_user)
+
+        return self._pages("bitable.v1.app_table_field.list", page)
+
+    def records(self, app_token: str, table_id: str, progress: Callable[[int], None] | None = None
+                ) -> list[dict[str, Any]]:
+        from lark_oapi.api.bitable.v1 import ListAppTableRecordRequest
+
+        def page(token: str | None):
+            def request() -> ListAppTableRecordRequest:
+                b = (ListAppTableRecordRequest.builder().app_token(app_token).table_id(table_id)
+                     .page_size(RECORDS_PAGE).automatic_fields(True))
+                return (b.page_token(token) if token else b).build()
+
+            return self.feishu.call("bitable.v1.app_table_record.list", lambda client, option:
+                                    client.bitable.v1.app_table_record.list(request(), option),
+                                    as_user=self.as_user)
+
+        return self._pages("bitable.v1.app_table_record.list", page, progress)
+
+    def bitable(self, app_token: str, progress: Callable[[int], None] | None = None) -> list[TableData]:
+        out = []
+        for table in self.tables(app_token):
+            data = TableData(table["table_id"], table["name"], table.get("revision"))
+            data.fields = self.fields(app_token, data.table_id)
+            data.records = self.records(app_token, data.table_id, progress)
+            out.append(data)
+        return out

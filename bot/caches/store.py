@@ -1,0 +1,121 @@
+"""Cache tables in SQL: sources and their sync state, and replacing a bitable's mirror."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from bot.caches.bitable import TableData
+from bot.caches.sources import SourceError, SourceRef
+from bot.models import CacheField, CacheRecord, CacheSource, CacheTable, utcnow
+
+INSERT_CHUNK = 2000
+
+
+def add_source(engine: Engine, name: str, given: str, ref: SourceRef, interval_seconds: int,
+               as_user: str | None = None) -> CacheSource:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        if session.scalar(select(CacheSource.id).where(CacheSource.name == name)) is not None:
+            raise SourceError(f"a source named {name!r} exists; remove it first or pick another name")
+        source = CacheSource(name=name, kind=ref.kind, token=given, interval_seconds=interval_seconds,
+                             as_user=as_user, status="never",
+                             obj_token=None if ref.kind == "wiki" else ref.token,
+                             obj_type=None if ref.kind == "wiki" else ref.kind)
+        session.add(source)
+    return source
+
+
+def get_source(engine: Engine, name: str) -> CacheSource:
+    with Session(engine) as session:
+        source = session.scalar(select(CacheSource).where(CacheSource.name == name))
+    if source is None:
+        raise SourceError(f"no source named {name!r} (see `feishu-bridge sources list`)")
+    return source
+
+
+def list_sources(engine: Engine) -> list[CacheSource]:
+    with Session(engine) as session:
+        return list(session.scalars(select(CacheSource).order_by(CacheSource.name)))
+
+
+def remove_source(engine: Engine, name: str) -> None:
+    source = get_source(engine, name)
+    with engine.begin() as conn:
+        for model in (CacheRecord, CacheField, CacheTable):
+            conn.execute(delete(model).where(model.source_id == source.id))
+        conn.execute(delete(CacheSource).where(CacheSource.id == source.id))
+
+
+def update_source(engine: Engine, source_id: int, **values) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(CacheSource).where(CacheSource.id == source_id).values(**values))
+
+
+def replace_bitable(engine: Engine, source_id: int, tables: Sequence[TableData], now: datetime) -> int:
+    """Make the mirror equal to `tables`, in one transaction; returns the record count."""
+    keep = [t.table_id for t in tables]
+    total = 0
+    with engine.begin() as conn:
+        for model in (CacheRecord, CacheField, CacheTable):
+            conn.execute(delete(model).where(model.source_id == source_id, model.table_id.not_in(keep)))
+        for table in tables:
+            conn.execute(delete(CacheTable).where(CacheTable.source_id == source_id,
+                                                  CacheTable.table_id == table.table_id))
+            conn.execute(insert(CacheTable).values(
+                source_id=source_id, table_id=table.table_id, name=table.name, revision=table.revision,
+                record_count=len(table.records), field_count=len(table.fields), synced_at=now))
+            conn.execute(delete(CacheField).where(CacheField.source_id == source_id,
+                                                  CacheField.table_id == table.table_id))
+            if table.fields:
+                conn.execute(insert(CacheField), [
+                    {"source_id": source_id, "table_id": table.table_id, "field_id": f["field_id"],
+                     "name": f["field_name"], "type": f["type"], "ui_type": f.get("ui_type"),
+                     "property": json.dumps(f.get("property"), ensure_ascii=False),
+                     "is_primary": bool(f.get("is_primary")), "position": i}
+                    for i, f in enumerate(table.fields)
+                ])
+            conn.execute(delete(CacheRecord).where(CacheRecord.source_id == source_id,
+                                                   CacheRecord.table_id == table.table_id))
+            rows = [
+                {"source_id": source_id, "table_id": table.table_id, "record_id": r["record_id"],
+                 "fields": json.dumps(r.get("fields") or {}, ensure_ascii=False),
+                 "modified_ms": r.get("last_modified_time"), "synced_at": now}
+                for r in table.records
+            ]
+            for start in range(0, len(rows), INSERT_CHUNK):
+                conn.execute(insert(CacheRecord), rows[start:start + INSERT_CHUNK])
+            total += len(rows)
+    return total
+
+
+def summary(engine: Engine) -> list[dict]:
+    now = utcnow()
+    with Session(engine) as session:
+        sources = list(session.scalars(select(CacheSource).order_by(CacheSource.name)))
+        tables = list(session.scalars(select(CacheTable).order_by(CacheTable.source_id, CacheTable.id)))
+    by_source: dict[int, list[CacheTable]] = {}
+    for table in tables:
+        by_source.setdefault(table.source_id, []).append(table)
+    out = []
+    for s in sources:
+        stale = None if s.last_success_at is None else int((now - s.last_success_at).total_seconds())
+        out.append({
+            "source": s.name, "kind": s.kind, "title": s.title, "status": s.status,
+            "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
+            "age_seconds": stale, "stale": stale is None or stale > s.interval_seconds,
+            "interval_seconds": s.interval_seconds, "last_error": s.last_error,
+            "last_api_calls": s.last_api_calls, "last_duration_ms": s.last_duration_ms,
+            "tables": [{"table_id": t.table_id, "name": t.name, "records": t.record_count,
+                        "fields": t.field_count} for t in by_source.get(s.id, [])],
+        })
+    return out
+
+
+def record_count(engine: Engine, source_id: int, table_id: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(CacheRecord).where(
+            CacheRecord.source_id == source_id, CacheRecord.table_id == table_id)).scalar_one()

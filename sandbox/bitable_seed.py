@@ -1,0 +1,189 @@
+"""Deterministic seed data for the sandbox's wiki and bitables.
+
+A wiki-hosted bitable app "质量问题跟踪" with three tables — 缺陷问题闭环表 (exactly 253
+records, the count the user's scripts check), 人力盘点 (120) and 大表 (50,000, built on first
+use) — with every common field type, valued as Feishu's records API returns them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+# Field type codes (Feishu bitable): text 1, number 2, single select 3, multi select 4,
+# date 5, checkbox 7, person 11, phone 13, url 15, attachment 17, link 18, formula 20,
+# created time 1001, auto number 1005.
+TEXT, NUMBER, SELECT, MULTI, DATE, CHECKBOX, PERSON, PHONE, URL, ATTACHMENT, LINK, FORMULA = (
+    1, 2, 3, 4, 5, 7, 11, 13, 15, 17, 18, 20)
+CREATED_TIME, AUTO_NUMBER = 1001, 1005
+UI_TYPES = {TEXT: "Text", NUMBER: "Number", SELECT: "SingleSelect", MULTI: "MultiSelect", DATE: "DateTime",
+            CHECKBOX: "Checkbox", PERSON: "User", PHONE: "Phone", URL: "Url", ATTACHMENT: "Attachment",
+            LINK: "SingleLink", FORMULA: "Formula", CREATED_TIME: "CreatedTime", AUTO_NUMBER: "AutoNumber"}
+
+WIKI_SPACE_ID = "7300000000000000001"
+QUALITY_NODE = "wikcnSandboxQualityNode01"
+QUALITY_APP = "bascnSandboxQualityApp001"
+DEFECTS_TABLE = "tblDefects0000001"
+PEOPLE_TABLE = "tblPeople00000001"
+BIG_TABLE = "tblBigTable000001"
+DEFECT_COUNT, PEOPLE_COUNT, BIG_COUNT = 253, 120, 50_000
+BASE_MS = 1_672_531_200_000  # 2023-01-01 UTC, in milliseconds
+
+USERS = [(f"ou_sandbox_user_{i:04d}", name) for i, name in enumerate(
+    ["沙箱用户", "张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏"], start=1)]
+
+
+@dataclass
+class Field:
+    field_id: str
+    field_name: str
+    type: int
+    property: dict[str, Any] | None = None
+    is_primary: bool = False
+
+    def to_api(self) -> dict[str, Any]:
+        return {"field_id": self.field_id, "field_name": self.field_name, "type": self.type,
+                "property": self.property, "is_primary": self.is_primary, "ui_type": UI_TYPES[self.type],
+                "is_hidden": False}
+
+
+@dataclass
+class Table:
+    table_id: str
+    name: str
+    fields: list[Field]
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # record_id → record
+    revision: int = 1
+    build: Any = None  # deferred builder for big tables
+
+    def ensure_built(self) -> None:
+        if self.build is not None:
+            builder, self.build = self.build, None
+            builder(self)
+
+
+@dataclass
+class App:
+    app_token: str
+    name: str
+    tables: dict[str, Table]
+
+
+@dataclass
+class WikiNode:
+    node_token: str
+    obj_token: str
+    obj_type: str
+    title: str
+    space_id: str = WIKI_SPACE_ID
+    parent_node_token: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        return {"space_id": self.space_id, "node_token": self.node_token, "obj_token": self.obj_token,
+                "obj_type": self.obj_type, "parent_node_token": self.parent_node_token, "node_type": "origin",
+                "title": self.title, "has_child": False, "obj_create_time": str(BASE_MS // 1000),
+                "obj_edit_time": str(BASE_MS // 1000)}
+
+
+def _options(names: list[str]) -> dict[str, Any]:
+    return {"options": [{"name": n, "id": f"opt{i:04d}", "color": i} for i, n in enumerate(names)]}
+
+
+SEVERITY = ["致命", "严重", "一般", "提示"]
+TAGS = ["前端", "后端", "数据", "安全", "性能", "体验"]
+PROBLEMS = ["登录失败", "数据不一致", "页面卡顿", "权限错误", "导出异常"]
+DEPARTMENTS = ["功能安全部", "研发一部", "研发二部", "测试部", "产品部"]
+
+
+def _person(rng: random.Random) -> list[dict[str, str]]:
+    open_id, name = rng.choice(USERS)
+    return [{"id": open_id, "name": name, "en_name": "", "email": f"{open_id}@sandbox.example"}]
+
+
+def _defects(table: Table) -> None:
+    rng = random.Random(253)
+    for n in range(1, DEFECT_COUNT + 1):
+        rid = f"recDefect{n:08d}"
+        created = BASE_MS + n * 3_600_000
+        fields: dict[str, Any] = {
+            "问题编号": f"BUG-{n:04d}",
+            "问题描述": f"第{n}号问题：{rng.choice(PROBLEMS)}",
+            "严重程度": rng.choice(SEVERITY),
+            "标签": rng.sample(TAGS, rng.randint(0, 3)),
+            "发现日期": created - created % 86_400_000,
+            "是否闭环": rng.random() < 0.7,
+            "负责人": _person(rng),
+            "工时": round(rng.uniform(0.5, 40), 1),
+            "参考链接": {"link": f"https://sandbox.example/bugs/{n}", "text": f"BUG-{n:04d}"},
+            "联系电话": f"138{n:08d}",
+            "创建时间": created,
+            "自动编号": str(n),
+        }
+        if n % 7 == 0:
+            fields["附件"] = [{"file_token": f"boxcnSandboxFile{n:06d}", "name": f"截图{n}.png",
+                              "size": 1000 + n, "type": "image/png", "url": f"https://sandbox.example/f/{n}",
+                              "tmp_url": f"https://sandbox.example/tmp/{n}"}]
+        if n > 1 and n % 5 == 0:
+            fields["关联问题"] = {"link_record_ids": [f"recDefect{n - 1:08d}"]}
+        fields["评分"] = [{"type": "text", "text": f"{fields['严重程度']}-{fields['工时']}"}]
+        for key in [k for k, v in fields.items() if v in ([], None)]:
+            del fields[key]  # Feishu omits empty cells
+        table.records[rid] = {"record_id": rid, "fields": fields, "created_time": created,
+                              "last_modified_time": created}
+
+
+def _people(table: Table) -> None:
+    rng = random.Random(120)
+    for n in range(1, PEOPLE_COUNT + 1):
+        rid = f"recPeople{n:08d}"
+        table.records[rid] = {"record_id": rid, "fields": {
+            "姓名": f"员工{n:03d}", "部门": rng.choice(DEPARTMENTS), "职级": rng.randint(1, 10),
+            "在职": rng.random() < 0.9, "入职日期": BASE_MS - rng.randint(0, 3000) * 86_400_000,
+        }, "created_time": BASE_MS, "last_modified_time": BASE_MS}
+
+
+def _big(table: Table) -> None:
+    for n in range(1, BIG_COUNT + 1):
+        rid = f"recBig{n:011d}"
+        table.records[rid] = {"record_id": rid, "fields": {
+            "序号": f"R{n:06d}", "数值": n * 3 % 1000, "分组": TAGS[n % len(TAGS)], "完成": n % 2 == 0,
+        }, "created_time": BASE_MS + n, "last_modified_time": BASE_MS + n}
+
+
+def seed() -> tuple[dict[str, App], dict[str, WikiNode]]:
+    defects = Table(DEFECTS_TABLE, "缺陷问题闭环表", [
+        Field("fldBugNo0001", "问题编号", TEXT, is_primary=True),
+        Field("fldBugDesc001", "问题描述", TEXT),
+        Field("fldSeverity01", "严重程度", SELECT, _options(SEVERITY)),
+        Field("fldTags000001", "标签", MULTI, _options(TAGS)),
+        Field("fldFoundOn001", "发现日期", DATE, {"date_formatter": "yyyy/MM/dd", "auto_fill": False}),
+        Field("fldClosed0001", "是否闭环", CHECKBOX),
+        Field("fldOwner00001", "负责人", PERSON, {"multiple": False}),
+        Field("fldHours00001", "工时", NUMBER, {"formatter": "0.0"}),
+        Field("fldLink000001", "参考链接", URL),
+        Field("fldPhone00001", "联系电话", PHONE),
+        Field("fldFiles00001", "附件", ATTACHMENT),
+        Field("fldRelated001", "关联问题", LINK, {"table_id": DEFECTS_TABLE, "multiple": False}),
+        Field("fldScore00001", "评分", FORMULA, {"formula_expression": "CONCATENATE(严重程度, \"-\", 工时)"}),
+        Field("fldCreated001", "创建时间", CREATED_TIME, {"date_formatter": "yyyy/MM/dd HH:mm"}),
+        Field("fldAutoNo0001", "自动编号", AUTO_NUMBER),
+    ])
+    _defects(defects)
+    people = Table(PEOPLE_TABLE, "人力盘点", [
+        Field("fldName000001", "姓名", TEXT, is_primary=True),
+        Field("fldDept000001", "部门", SELECT, _options(DEPARTMENTS)),
+        Field("fldLevel00001", "职级", NUMBER, {"formatter": "0"}),
+        Field("fldActive0001", "在职", CHECKBOX),
+        Field("fldJoined0001", "入职日期", DATE, {"date_formatter": "yyyy/MM/dd", "auto_fill": False}),
+    ])
+    _people(people)
+    big = Table(BIG_TABLE, "大表", [
+        Field("fldSeq0000001", "序号", TEXT, is_primary=True),
+        Field("fldValue00001", "数值", NUMBER, {"formatter": "0"}),
+        Field("fldGroup00001", "分组", SELECT, _options(TAGS)),
+        Field("fldDone000001", "完成", CHECKBOX),
+    ], build=_big)
+    app = App(QUALITY_APP, "质量问题跟踪", {t.table_id: t for t in (defects, people, big)})
+    node = WikiNode(QUALITY_NODE, QUALITY_APP, "bitable", "质量问题跟踪")
+    return {app.app_token: app}, {node.node_token: node}

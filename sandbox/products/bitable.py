@@ -1,0 +1,82 @@
+"""Bitable (多维表格): tables, fields and records of the seeded apps, paginated as Feishu does.
+
+List endpoints take `page_size` (tables and fields ≤ 100, records ≤ 500; default 20) and an
+opaque `page_token`, and answer `{items, has_more, page_token, total}`.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from sandbox import envelope
+from sandbox.bitable_seed import App, Table
+from sandbox.guard import open_api, state
+
+bp = Blueprint("sandbox_bitable", __name__, url_prefix="/open-apis/bitable/v1/apps/<app_token>")
+
+
+def _app(app_token: str) -> App | None:
+    return state().apps.get(app_token)
+
+
+def _table(app_token: str, table_id: str) -> Table | None:
+    app = _app(app_token)
+    table = app.tables.get(table_id) if app else None
+    if table is not None:
+        table.ensure_built()
+    return table
+
+
+def _page(items: list, max_size: int):
+    """Slice one page, or an error response for a bad page_size / page_token."""
+    try:
+        size = int(request.args.get("page_size", 20))
+    except ValueError:
+        size = -1
+    if not 1 <= size <= max_size:
+        return None, envelope.fail(envelope.BITABLE_BAD_REQUEST, f"page_size must be 1..{max_size}")
+    token = request.args.get("page_token", "")
+    if token and not (token.startswith("pt") and token[2:].isdigit()):
+        return None, envelope.fail(envelope.BITABLE_BAD_REQUEST, "invalid page_token")
+    start = int(token[2:]) if token else 0
+    chunk = items[start:start + size]
+    more = start + size < len(items)
+    return {"items": chunk, "has_more": more, "page_token": f"pt{start + size}" if more else "",
+            "total": len(items)}, None
+
+
+@bp.get("/tables")
+@open_api
+def list_tables(app_token: str):
+    app = _app(app_token)
+    if app is None:
+        return envelope.fail(envelope.BITABLE_APP_NOT_FOUND, "app not found (NOTEXIST)")
+    items = [{"table_id": t.table_id, "name": t.name, "revision": t.revision} for t in app.tables.values()]
+    page, error = _page(items, 100)
+    return error or envelope.ok(page)
+
+
+@bp.get("/tables/<table_id>/fields")
+@open_api
+def list_fields(app_token: str, table_id: str):
+    table = _table(app_token, table_id)
+    if table is None:
+        return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
+    page, error = _page([f.to_api() for f in table.fields], 100)
+    return error or envelope.ok(page)
+
+
+@bp.get("/tables/<table_id>/records")
+@open_api
+def list_records(app_token: str, table_id: str):
+    table = _table(app_token, table_id)
+    if table is None:
+        return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
+    automatic = request.args.get("automatic_fields") == "true"
+    records = list(table.records.values())
+    page, error = _page(records, 500)
+    if error:
+        return error
+    page["items"] = [r if automatic else {"record_id": r["record_id"], "fields": r["fields"]}
+                     for r in page["items"]]
+    return envelope.ok(page)
