@@ -108,6 +108,7 @@ CREATE TABLE IF NOT EXISTS cache_sources (
     last_duration_ms INTEGER,
     last_api_calls   INTEGER,
     last_error       TEXT,
+    subscribed_at    TIMESTAMP,              -- when the bitable was subscribed to change events
     CONSTRAINT uq_cache_sources_name UNIQUE (name),
     CONSTRAINT ck_cache_sources_kind CHECK (kind IN ('bitable', 'sheet', 'doc', 'wiki')),
     CONSTRAINT ck_cache_sources_status CHECK (status IN ('never', 'running', 'ok', 'failed'))
@@ -152,6 +153,19 @@ CREATE TABLE IF NOT EXISTS cache_records (
     CONSTRAINT uq_cache_records UNIQUE (source_id, table_id, record_id)
 );
 
+-- Records named by change events and not yet re-fetched. One row per record however many
+-- events named it (`version` counts them), so a burst becomes one batched fetch; a row is
+-- removed only if its version is still the one that was fetched.
+CREATE TABLE IF NOT EXISTS cache_pending (
+    id        INTEGER PRIMARY KEY,
+    source_id INTEGER NOT NULL REFERENCES cache_sources (id) ON DELETE CASCADE,
+    table_id  VARCHAR(64) NOT NULL,
+    record_id VARCHAR(64) NOT NULL,
+    version   INTEGER NOT NULL DEFAULT 1,
+    queued_at TIMESTAMP NOT NULL,
+    CONSTRAINT uq_cache_pending UNIQUE (source_id, table_id, record_id)
+);
+
 -- ===== section: dialect: postgresql =====
 
 -- PostgreSQL has no rowid: give each integer primary key a sequence-backed default.
@@ -171,6 +185,8 @@ CREATE SEQUENCE IF NOT EXISTS cache_fields_id_seq OWNED BY cache_fields.id;
 ALTER TABLE cache_fields ALTER COLUMN id SET DEFAULT nextval('cache_fields_id_seq');
 CREATE SEQUENCE IF NOT EXISTS cache_records_id_seq OWNED BY cache_records.id;
 ALTER TABLE cache_records ALTER COLUMN id SET DEFAULT nextval('cache_records_id_seq');
+CREATE SEQUENCE IF NOT EXISTS cache_pending_id_seq OWNED BY cache_pending.id;
+ALTER TABLE cache_pending ALTER COLUMN id SET DEFAULT nextval('cache_pending_id_seq');
 
 -- ===== section: dialect: sqlite =====
 

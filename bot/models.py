@@ -175,6 +175,7 @@ class CacheSource(Base):
     last_duration_ms: Mapped[int | None] = mapped_column(Integer)
     last_api_calls: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
+    subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CacheTable(Base):
@@ -220,3 +221,17 @@ class CacheRecord(Base):
     fields: Mapped[str] = mapped_column(Text)
     modified_ms: Mapped[int | None] = mapped_column(BigInteger)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CachePending(Base):
+    """A record named by change events, waiting to be re-fetched."""
+
+    __tablename__ = "cache_pending"
+    __table_args__ = (UniqueConstraint("source_id", "table_id", "record_id", name="uq_cache_pending"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer, ForeignKey("cache_sources.id", ondelete="CASCADE"))
+    table_id: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.services import Services
+from handlers.bitable import on_field_changed, on_record_changed
 from handlers.messages import on_message_receive
 
 EventHandler = Callable[[Services, dict[str, Any]], str]
 
 REGISTRY: dict[str, EventHandler] = {
     "im.message.receive_v1": on_message_receive,
+    "drive.file.bitable_record_changed_v1": on_record_changed,
+    "drive.file.bitable_field_changed_v1": on_field_changed,
 }

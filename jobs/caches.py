@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from bot.caches import store
-from bot.caches.sync import is_fresh, sync_source
+from bot.caches.sync import SYNC_LOCK_SECONDS, is_fresh, sync_lock_name, sync_source
 from bot.queue import QueueName, retry_policy
 from bot.services import current
 from jobs.timing import instrumented
@@ -31,4 +32,79 @@ def schedule_cache_syncs() -> list[str]:
     for name in due:
         queue.enqueue(sync_cache_source, name, job_timeout=3600, retry=retry_policy([30, 120, 600]),
                       description=f"cache sync {name}")
+    # Changes noted by events whose apply job never ran (a lost job, a race with a finishing one).
+    for source_id, table_id in store.pending_tables(services.engine, older_than_seconds=30):
+        schedule_apply(services, source_id, table_id)
     return due
+
+
+def _enqueue_once(services, job_id: str, func, *args) -> None:
+    """Queue `func` unless a job with this id is already waiting; if it is running, queue one
+    follow-up, so changes noted while it runs are not left for the periodic sweep."""
+    from rq.job import JobStatus
+
+    from bot.queue import job_is_live
+
+    queue = services.queues[QueueName.DEFAULT]
+    if job_is_live(queue.connection, job_id):
+        existing = queue.fetch_job(job_id)
+        if existing is None or existing.get_status() != JobStatus.STARTED:
+            return
+        job_id = f"{job_id}-next"
+        if job_is_live(queue.connection, job_id):
+            return
+    queue.enqueue(func, *args, job_id=job_id, job_timeout=600, retry=retry_policy([5, 30, 120]),
+                  description=f"{func.__name__}{args}")
+
+
+def schedule_apply(services, source_id: int, table_id: str) -> None:
+    _enqueue_once(services, f"cache-apply-{source_id}-{table_id}", apply_cache_changes, source_id, table_id)
+
+
+def schedule_schema_refresh(services, source_id: int, table_id: str) -> None:
+    _enqueue_once(services, f"cache-schema-{source_id}-{table_id}", refresh_cache_schema, source_id, table_id)
+
+
+@instrumented("apply_cache_changes")
+def apply_cache_changes(source_id: int, table_id: str) -> dict:
+    """Re-fetch every pending record of one table (batched), apply, repeat until none is left."""
+    from bot.caches.bitable import Fetcher
+    from bot.models import CacheSource
+
+    services = current()
+    with services.sessions() as session:
+        source = session.get(CacheSource, source_id)
+    if source is None or not source.obj_token:
+        return {"applied": 0, "skipped": "source gone"}
+    # A full sync of this source writes what it read before these changes: wait for it to end.
+    lock = services.redis.lock(sync_lock_name(source.name), timeout=SYNC_LOCK_SECONDS, blocking=False)
+    if not lock.acquire():
+        services.queues[QueueName.DEFAULT].enqueue_in(
+            timedelta(seconds=5), apply_cache_changes, source_id, table_id,
+            job_id=f"cache-apply-{source_id}-{table_id}-after-sync", retry=retry_policy([5, 30, 120]))
+        return {"applied": 0, "deferred": "full sync running"}
+    fetcher = Fetcher(services.feishu, as_user=source.as_user)
+    applied = 0
+    try:
+        while taken := store.pending(services.engine, source_id, table_id):
+            found, absent = fetcher.batch_get(source.obj_token, table_id, [r for r, _ in taken])
+            store.apply_changes(services.engine, source_id, table_id, found, absent, taken)
+            applied += len(taken)
+    finally:
+        lock.release()
+    return {"applied": applied, "api_calls": fetcher.calls}
+
+
+@instrumented("refresh_cache_schema")
+def refresh_cache_schema(source_id: int, table_id: str) -> int:
+    from bot.caches.bitable import Fetcher
+    from bot.models import CacheSource
+
+    services = current()
+    with services.sessions() as session:
+        source = session.get(CacheSource, source_id)
+    if source is None or not source.obj_token:
+        return 0
+    fields = Fetcher(services.feishu, as_user=source.as_user).fields(source.obj_token, table_id)
+    store.replace_fields(services.engine, source_id, table_id, fields)
+    return len(fields)

@@ -151,3 +151,61 @@ def lifetimes():
         for name, value in values.items():
             setattr(st.config, name, value)
         return jsonify({k: getattr(st.config, v) for k, v in fields.items()})
+
+
+@bp.post("/bitable/<app_token>/<table_id>/records")
+def edit_records(app_token: str, table_id: str):
+    """Edit a sandbox bitable as a user would: `{"add": [{fields}], "update": [{"record_id",
+    "fields"}], "delete": [record_id]}`. A subscribed app then gets
+    `drive.file.bitable_record_changed_v1` at the webhook — one event for the whole edit, or one
+    per record with `"split": true`; `"duplicate": true` delivers each event twice (same event_id)."""
+    import time
+
+    from sandbox.events import bitable_record_changed
+    from sandbox.state import SANDBOX_TENANT_KEY
+
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    app = st.apps.get(app_token)
+    table = app.tables.get(table_id) if app else None
+    if table is None:
+        return jsonify(error=f"no table {table_id} in app {app_token}"), 404
+    table.ensure_built()
+    actions: list[dict] = []
+    now_ms = int(time.time() * 1000)
+    with st.lock:
+        for fields in body.get("add") or []:
+            record_id = st.next_id("rec")[:20]
+            table.records[record_id] = {"record_id": record_id, "fields": dict(fields),
+                                        "created_time": now_ms, "last_modified_time": now_ms}
+            actions.append({"record_id": record_id, "action": "record_added"})
+        for change in body.get("update") or []:
+            record = table.records.get(change.get("record_id"))
+            if record is None:
+                return jsonify(error=f"no record {change.get('record_id')}"), 404
+            for name, value in (change.get("fields") or {}).items():
+                if value is None:
+                    record["fields"].pop(name, None)
+                else:
+                    record["fields"][name] = value
+            record["last_modified_time"] = now_ms
+            actions.append({"record_id": record["record_id"], "action": "record_edited"})
+        for record_id in body.get("delete") or []:
+            if table.records.pop(record_id, None) is not None:
+                actions.append({"record_id": record_id, "action": "record_deleted"})
+        table.revision += 1
+        revision = table.revision
+        subscribed = app_token in st.subscriptions
+    event_ids = []
+    if subscribed and actions:
+        groups = [[a] for a in actions] if body.get("split") else [actions]
+        for group in groups:
+            doc = st.sender.envelope(
+                "drive.file.bitable_record_changed_v1",
+                bitable_record_changed(app_token, table_id, revision, "ou_sandbox_user_0001", group, now_ms),
+                app_id=st.config.app_id, tenant_key=SANDBOX_TENANT_KEY,
+            )
+            event_ids.append(doc["header"]["event_id"])
+            for _ in range(2 if body.get("duplicate") else 1):
+                st.sender.send(doc, encrypted=st.config.encrypt_events and bool(st.config.encrypt_key))
+    return jsonify(actions=actions, revision=revision, subscribed=subscribed, event_ids=event_ids)

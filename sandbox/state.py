@@ -130,6 +130,7 @@ class SandboxState:
         self.users: dict[str, str] = {DEFAULT_USER_OPEN_ID: DEFAULT_USER_NAME}
         self.refresh_log: list[dict[str, Any]] = []
         self.apps, self.wiki_nodes = seed()
+        self.subscriptions: set[str] = set()  # bitable app tokens subscribed to change events
         self.token_requests = 0
         self.messages: dict[str, Message] = {}
         self.bot_sent: list[Message] = []
@@ -270,4 +271,5 @@ class SandboxState:
             self.token_requests = 0
             self.refresh_log.clear()
             self.apps, self.wiki_nodes = seed()
+            self.subscriptions.clear()
             self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu

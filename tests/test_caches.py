@@ -81,10 +81,11 @@ def test_wiki_bitable_sync_mirrors_every_value_and_skips_within_ttl(services, sa
     defects = next(t for t in summary["tables"] if t["table_id"] == DEFECTS_TABLE)
     assert defects["records"] == DEFECT_COUNT == 253
 
-    # calls: 1 wiki + 1 table list + per table (1 field page + ceil(N/500) record pages)
+    # calls: wiki node + subscribe + table list + per table (1 field page + ceil(N/500) record pages)
     sizes = [len(_truth(state, t).records) for t in state.apps[QUALITY_APP].tables]
     floor = sum(math.ceil(n / 500) for n in sizes)
-    assert result.api_calls == 1 + 1 + len(sizes) + floor
+    assert result.api_calls == 3 + len(sizes) + floor
+    assert QUALITY_APP in state.subscriptions
 
     calls_before = len(state.api_calls)
     assert sync_source(services, "quality").outcome == "fresh"

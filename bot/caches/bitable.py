@@ -14,6 +14,7 @@ from typing import Any
 from bot.feishu import Feishu
 
 RECORDS_PAGE = 500
+BATCH_GET = 100
 LIST_PAGE = 100
 
 Page = Callable[[str | None], Any]  # page token → SDK response
@@ -124,3 +125,39 @@ class Fetcher:
             data.records = self.records(app_token, data.table_id, progress)
             out.append(data)
         return out
+
+    def batch_get(self, app_token: str, table_id: str, record_ids: list[str]
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Current state of up to any number of records (100 per call): (found, absent ids)."""
+        from lark_oapi.api.bitable.v1 import BatchGetAppTableRecordRequest, BatchGetAppTableRecordRequestBody
+
+        found: list[dict[str, Any]] = []
+        absent: list[str] = []
+        for start in range(0, len(record_ids), BATCH_GET):
+            chunk = record_ids[start:start + BATCH_GET]
+
+            def request(ids=chunk) -> BatchGetAppTableRecordRequest:
+                body = (BatchGetAppTableRecordRequestBody.builder().record_ids(ids).automatic_fields(True)
+                        .build())
+                return (BatchGetAppTableRecordRequest.builder().app_token(app_token).table_id(table_id)
+                        .request_body(body).build())
+
+            self.calls += 1
+            data = _data(self.feishu.call("bitable.v1.app_table_record.batch_get", lambda client, option:
+                                          client.bitable.v1.app_table_record.batch_get(request(), option),
+                                          as_user=self.as_user))
+            found += data.get("records") or []
+            absent += (data.get("absent_record_ids") or []) + (data.get("forbidden_record_ids") or [])
+        return found, absent
+
+    def subscribe(self, file_token: str) -> None:
+        """Ask Feishu to send this bitable's record/field change events to the app."""
+        from lark_oapi.api.drive.v1 import SubscribeFileRequest
+
+        def request() -> SubscribeFileRequest:
+            return SubscribeFileRequest.builder().file_token(file_token).file_type("bitable").build()
+
+        self.calls += 1
+        self.feishu.call("drive.v1.file.subscribe",
+                         lambda client, option: client.drive.v1.file.subscribe(request(), option),
+                         as_user=self.as_user)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from bot.caches.bitable import TableData
 from bot.caches.sources import SourceError, SourceRef
-from bot.models import CacheField, CacheRecord, CacheSource, CacheTable, utcnow
+from bot.models import CacheField, CachePending, CacheRecord, CacheSource, CacheTable, utcnow
 
 INSERT_CHUNK = 2000
 
@@ -55,6 +55,25 @@ def update_source(engine: Engine, source_id: int, **values) -> None:
         conn.execute(update(CacheSource).where(CacheSource.id == source_id).values(**values))
 
 
+def _field_rows(source_id: int, table_id: str, fields: Sequence[dict]) -> list[dict]:
+    return [
+        {"source_id": source_id, "table_id": table_id, "field_id": f["field_id"], "name": f["field_name"],
+         "type": f["type"], "ui_type": f.get("ui_type"),
+         "property": json.dumps(f.get("property"), ensure_ascii=False),
+         "is_primary": bool(f.get("is_primary")), "position": i}
+        for i, f in enumerate(fields)
+    ]
+
+
+def _record_rows(source_id: int, table_id: str, records: Sequence[dict], now: datetime) -> list[dict]:
+    return [
+        {"source_id": source_id, "table_id": table_id, "record_id": r["record_id"],
+         "fields": json.dumps(r.get("fields") or {}, ensure_ascii=False),
+         "modified_ms": r.get("last_modified_time"), "synced_at": now}
+        for r in records
+    ]
+
+
 def replace_bitable(engine: Engine, source_id: int, tables: Sequence[TableData], now: datetime) -> int:
     """Make the mirror equal to `tables`, in one transaction; returns the record count."""
     keep = [t.table_id for t in tables]
@@ -71,21 +90,10 @@ def replace_bitable(engine: Engine, source_id: int, tables: Sequence[TableData],
             conn.execute(delete(CacheField).where(CacheField.source_id == source_id,
                                                   CacheField.table_id == table.table_id))
             if table.fields:
-                conn.execute(insert(CacheField), [
-                    {"source_id": source_id, "table_id": table.table_id, "field_id": f["field_id"],
-                     "name": f["field_name"], "type": f["type"], "ui_type": f.get("ui_type"),
-                     "property": json.dumps(f.get("property"), ensure_ascii=False),
-                     "is_primary": bool(f.get("is_primary")), "position": i}
-                    for i, f in enumerate(table.fields)
-                ])
+                conn.execute(insert(CacheField), _field_rows(source_id, table.table_id, table.fields))
             conn.execute(delete(CacheRecord).where(CacheRecord.source_id == source_id,
                                                    CacheRecord.table_id == table.table_id))
-            rows = [
-                {"source_id": source_id, "table_id": table.table_id, "record_id": r["record_id"],
-                 "fields": json.dumps(r.get("fields") or {}, ensure_ascii=False),
-                 "modified_ms": r.get("last_modified_time"), "synced_at": now}
-                for r in table.records
-            ]
+            rows = _record_rows(source_id, table.table_id, table.records, now)
             for start in range(0, len(rows), INSERT_CHUNK):
                 conn.execute(insert(CacheRecord), rows[start:start + INSERT_CHUNK])
             total += len(rows)
@@ -119,3 +127,82 @@ def record_count(engine: Engine, source_id: int, table_id: str) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(CacheRecord).where(
             CacheRecord.source_id == source_id, CacheRecord.table_id == table_id)).scalar_one()
+
+
+def sources_for_file(engine: Engine, file_token: str) -> list[CacheSource]:
+    with Session(engine) as session:
+        return list(session.scalars(select(CacheSource).where(CacheSource.obj_token == file_token)))
+
+
+def add_pending(engine: Engine, source_id: int, table_id: str, record_ids: Sequence[str]) -> None:
+    """Note records to re-fetch; a record already pending gets its version bumped."""
+    if not record_ids:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    now = utcnow()
+    stmt = dialect.insert(CachePending).values([
+        {"source_id": source_id, "table_id": table_id, "record_id": r, "version": 1, "queued_at": now}
+        for r in dict.fromkeys(record_ids)
+    ])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["source_id", "table_id", "record_id"],
+        set_={"version": CachePending.version + 1, "queued_at": now},
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def pending(engine: Engine, source_id: int, table_id: str, limit: int = 1000) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            select(CachePending.record_id, CachePending.version)
+            .where(CachePending.source_id == source_id, CachePending.table_id == table_id)
+            .order_by(CachePending.id).limit(limit))]
+
+
+def pending_tables(engine: Engine, older_than_seconds: float = 0) -> list[tuple[int, str]]:
+    from datetime import timedelta
+
+    cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            select(CachePending.source_id, CachePending.table_id)
+            .where(CachePending.queued_at <= cutoff).distinct())]
+
+
+def apply_changes(engine: Engine, source_id: int, table_id: str, found: Sequence[dict],
+                  absent: Sequence[str], taken: Sequence[tuple[str, int]]) -> None:
+    """Upsert the re-fetched records, delete the absent ones and clear the pending rows that
+    were taken — unless another event bumped them meanwhile (then they are fetched again)."""
+    now = utcnow()
+    gone = set(absent) - {r["record_id"] for r in found}
+    with engine.begin() as conn:
+        ids = [r["record_id"] for r in found] + list(gone)
+        if ids:
+            conn.execute(delete(CacheRecord).where(CacheRecord.source_id == source_id,
+                                                   CacheRecord.table_id == table_id,
+                                                   CacheRecord.record_id.in_(ids)))
+        if found:
+            conn.execute(insert(CacheRecord), _record_rows(source_id, table_id, found, now))
+        for record_id, version in taken:
+            conn.execute(delete(CachePending).where(
+                CachePending.source_id == source_id, CachePending.table_id == table_id,
+                CachePending.record_id == record_id, CachePending.version == version))
+        count = conn.execute(select(func.count()).select_from(CacheRecord).where(
+            CacheRecord.source_id == source_id, CacheRecord.table_id == table_id)).scalar_one()
+        conn.execute(update(CacheTable).where(CacheTable.source_id == source_id,
+                                              CacheTable.table_id == table_id)
+                     .values(record_count=count, synced_at=now))
+
+
+def replace_fields(engine: Engine, source_id: int, table_id: str, fields: Sequence[dict]) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(CacheField).where(CacheField.source_id == source_id,
+                                              CacheField.table_id == table_id))
+        if fields:
+            conn.execute(insert(CacheField), _field_rows(source_id, table_id, fields))
+        conn.execute(update(CacheTable).where(CacheTable.source_id == source_id,
+                                              CacheTable.table_id == table_id)
+                     .values(field_count=len(fields)))

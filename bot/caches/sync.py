@@ -33,6 +33,11 @@ class SyncResult:
     seconds: float = 0.0
 
 
+def sync_lock_name(source_name: str) -> str:
+    """Held by a full sync, and by change-applying jobs, of one source."""
+    return f"fb:lock:cache-sync:{source_name}"
+
+
 def is_fresh(source: CacheSource, now=None) -> bool:
     now = now or utcnow()
     return (source.last_success_at is not None
@@ -44,7 +49,7 @@ def sync_source(services: Services, name: str, *, force: bool = False,
     source = store.get_source(services.engine, name)
     if not force and is_fresh(source):
         return SyncResult(name, "fresh")
-    lock = services.redis.lock(f"fb:lock:cache-sync:{name}", timeout=SYNC_LOCK_SECONDS, blocking=False)
+    lock = services.redis.lock(sync_lock_name(name), timeout=SYNC_LOCK_SECONDS, blocking=False)
     if not lock.acquire():
         return SyncResult(name, "busy")
     started = time.monotonic()
@@ -59,6 +64,11 @@ def sync_source(services: Services, name: str, *, force: bool = False,
                                 title=node.get("title"))
         if obj_type != "bitable":
             raise SourceError(f"{name}: {obj_type} sources are not supported yet (bitables are)")
+        if source.subscribed_at is None:
+            # Change events flow only for subscribed files; subscribe before reading, so no change
+            # made during the full read is missed.
+            fetcher.subscribe(obj_token)
+            store.update_source(services.engine, source.id, subscribed_at=utcnow())
         tables = fetcher.bitable(obj_token, progress)
         records = store.replace_bitable(services.engine, source.id, tables, utcnow())
     except Exception as exc:

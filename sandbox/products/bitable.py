@@ -80,3 +80,22 @@ def list_records(app_token: str, table_id: str):
     page["items"] = [r if automatic else {"record_id": r["record_id"], "fields": r["fields"]}
                      for r in page["items"]]
     return envelope.ok(page)
+
+
+@bp.post("/tables/<table_id>/records/batch_get")
+@open_api
+def batch_get_records(app_token: str, table_id: str):
+    table = _table(app_token, table_id)
+    if table is None:
+        return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
+    body = request.get_json(force=True, silent=True) or {}
+    ids = body.get("record_ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+        return envelope.fail(envelope.BITABLE_BAD_REQUEST, "record_ids: 1..100 ids")
+    automatic = bool(body.get("automatic_fields"))
+    found = [table.records[i] for i in ids if i in table.records]
+    return envelope.ok({
+        "records": [r if automatic else {"record_id": r["record_id"], "fields": r["fields"]} for r in found],
+        "forbidden_record_ids": [],
+        "absent_record_ids": [i for i in ids if i not in table.records],
+    })

@@ -1,0 +1,111 @@
+"""Record-changed events keep a bitable cache equal to Feishu, through the real stack."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import time
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bot.caches import store
+from bot.caches.sources import parse_source
+from bot.caches.sync import sync_source
+from bot.db import init_schema
+from bot.models import CacheRecord
+from bot.services import build_services
+from sandbox.bitable_seed import DEFECTS_TABLE, QUALITY_APP, QUALITY_NODE
+from tests.conftest import make_settings
+from tests.stack import BridgeStack
+
+pytestmark = pytest.mark.slow
+
+N_EVENTS = 1000
+
+
+def _cached(services, source_id: int) -> dict[str, dict]:
+    with services.sessions() as session:
+        rows = session.execute(select(CacheRecord.record_id, CacheRecord.fields).where(
+            CacheRecord.source_id == source_id, CacheRecord.table_id == DEFECTS_TABLE)).all()
+    return {rid: json.loads(fields) for rid, fields in rows}
+
+
+def _truth(state) -> dict[str, dict]:
+    with state.lock:
+        return {rid: json.loads(json.dumps(r["fields"]))
+                for rid, r in state.apps[QUALITY_APP].tables[DEFECTS_TABLE].records.items()}
+
+
+def _wait(predicate, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def test_thousand_change_events_keep_the_cache_exact(tmp_path, database_url, redis_url, redis_conn, sandbox):
+    base_url, state = sandbox
+    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=2)
+    settings = make_settings(tmp_path, database_url=database_url, redis_url=redis_url,
+                             feishu_base_url=base_url, var_dir=tmp_path / "var")
+    services = build_services(settings)
+    init_schema(services.engine)
+    stack.start()
+    state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
+    edit = f"{base_url}/sandbox/bitable/{QUALITY_APP}/{DEFECTS_TABLE}/records"
+    http = httpx.Client(timeout=10)
+    try:
+        source = store.add_source(services.engine, "quality", QUALITY_NODE, parse_source(QUALITY_NODE), 3600)
+        assert sync_source(services, "quality").outcome == "synced"  # subscribes, then full read
+        assert _cached(services, source.id) == _truth(state)
+
+        # Phase 1: 1,000 events — adds, edits (the same records again and again, so deliveries
+        # race each other) and deletes; every 10th delivered twice.
+        rng = random.Random(7)
+        calls_before = sum(1 for c in state.api_calls if c["path"].endswith("/batch_get"))
+        live = list(_truth(state))
+        for i in range(N_EVENTS):
+            roll = rng.random()
+            body: dict = {"duplicate": i % 10 == 0}
+            if roll < 0.2 or len(live) < 50:
+                body["add"] = [{"问题编号": f"NEW-{i}", "工时": i}]
+            elif roll < 0.85:
+                target = rng.choice(live[:40])  # a hot set: many edits per record
+                body["update"] = [{"record_id": target, "fields": {"工时": i, "是否闭环": i % 2 == 0}}]
+            else:
+                body["delete"] = [live.pop(rng.randrange(40, len(live)))]
+            answer = http.post(edit, json=body).json()
+            live += [a["record_id"] for a in answer["actions"] if a["action"] == "record_added"]
+        assert _wait(lambda: _cached(services, source.id) == _truth(state), timeout=120), \
+            stack.log_text()[-3000:]
+        fetches = sum(1 for c in state.api_calls if c["path"].endswith("/batch_get")) - calls_before
+        ratio = fetches / N_EVENTS
+        print(f"\n{N_EVENTS} change events → {fetches} batch_get calls ({ratio:.3f} per event)")
+        assert ratio < 0.5
+
+        # Phase 2: freshness, one edit at a time: edit → cache shows it.
+        latencies = []
+        for i in range(40):
+            target = live[i]
+            started = time.monotonic()
+            http.post(edit, json={"update": [{"record_id": target, "fields": {"工时": 10_000 + i}}]})
+            def shows(t=target, v=10_000 + i) -> bool:
+                return _cached(services, source.id).get(t, {}).get("工时") == v
+
+            assert _wait(shows, timeout=10)
+            latencies.append(time.monotonic() - started)
+        p95 = sorted(latencies)[math.ceil(0.95 * len(latencies)) - 1]
+        print(f"event → cache freshness: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+              f"p95 {p95 * 1000:.0f} ms")
+        assert p95 < 2.0
+    finally:
+        http.close()
+        state.sender.config.webhook_url = ""
+        stack.stop()
+        services.close()
