@@ -553,6 +553,53 @@ def cache_summary(ctx: click.Context, as_json: bool) -> None:
     Console().print(table)
 
 
+@cache.command("query")
+@click.argument("source")
+@click.argument("table")
+@click.option("--where", "where", multiple=True, help="FIELD=VALUE (repeatable; all must match).")
+@click.option("--limit", type=int, default=None, help="At most this many records.")
+@click.option("--json", "as_json", is_flag=True, help="Records as JSON, value shapes as Feishu sends them.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write a CSV file (one text column per field).")
+@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write an Excel file (one text column per field).")
+@click.pass_context
+def cache_query(ctx: click.Context, source: str, table: str, where: tuple[str, ...], limit: int | None,
+                as_json: bool, csv_path: Path | None, xlsx_path: Path | None) -> None:
+    """Records of a cached TABLE (its name or id) of SOURCE, optionally filtered."""
+    from bot.caches import store
+    from bot.caches.export import flat_rows, select_rows, write_table
+    from bot.caches.query import QueryError, cell_text, parse_where
+    from bot.caches.sources import SourceError
+
+    with _services(ctx) as services:
+        try:
+            found_source, found_table = store.find_table(services.engine, source, table)
+            fields = store.table_fields(services.engine, found_source.id, found_table.table_id)
+            types = {f.name: f.type for f in fields}
+            conditions = parse_where(where, list(types))
+        except (SourceError, QueryError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        rows = select_rows(store.iter_records(services.engine, found_source.id, found_table.table_id),
+                           types, conditions, limit=limit)
+    columns = [f.name for f in fields]
+    for path, fmt in ((csv_path, "csv"), (xlsx_path, "xlsx")):
+        if path is not None:
+            write_table(flat_rows(rows, columns, types), columns, path, fmt)
+            click.echo(f"Wrote {len(rows)} records to {path}", err=True)
+    if as_json:
+        click.echo(json.dumps({"table": found_table.name, "count": len(rows), "records": rows},
+                              ensure_ascii=False, indent=2))
+    elif csv_path is None and xlsx_path is None:
+        out = Table("record_id", *columns[:8], title=f"{found_table.name}: {len(rows)} records")
+        for r in rows[:50]:
+            cells = [cell_text(r["fields"].get(c), types.get(c))[:30] for c in columns[:8]]
+            out.add_row(r["record_id"], *cells)
+        Console().print(out)
+        if len(rows) > 50:
+            click.echo(f"… {len(rows) - 50} more (use --json, --csv or --xlsx for all)", err=True)
+
+
 # -- events --------------------------------------------------------------------------------
 
 

@@ -103,3 +103,74 @@ def test_sync_survives_rate_limits_with_backoff(services, sandbox):
     assert result.records == sum(len(_truth(state, t).records) for t in state.apps[QUALITY_APP].tables)
     assert any(c["status"] == 429 for c in state.api_calls)
     assert BIG_TABLE in {t["table_id"] for t in store.summary(services.engine)[0]["tables"]}
+
+
+# -- query ---------------------------------------------------------------------------------
+
+def test_cell_text_and_filters_cover_the_value_shapes():
+    from bot.caches.query import Condition, cell_text, matches
+
+    assert cell_text(["前端", "安全"]) == "前端, 安全"
+    assert cell_text([{"id": "ou_1", "name": "张伟"}]) == "张伟"
+    assert cell_text({"link": "https://x", "text": "BUG-1"}) == "BUG-1"
+    assert cell_text(1672531200000, 5) == "2023-01-01 00:00:00"
+    assert cell_text(True) == "true" and cell_text(3.0) == "3" and cell_text(None) == ""
+    assert cell_text({"link_record_ids": ["recA", "recB"]}) == "recA, recB"
+    fields = {"标签": ["前端", "安全"], "是否闭环": False}
+    assert matches(fields, {}, [Condition("标签", "安全"), Condition("是否闭环", "false")])
+    assert not matches(fields, {}, [Condition("标签", "数据")])
+    assert matches(fields, {}, [Condition("负责人", "")])  # empty cell
+
+
+def _synced(services):
+    store.add_source(services.engine, "quality", WIKI_URL, parse_source(WIKI_URL), 3600)
+    sync_source(services, "quality")
+
+
+def test_api_serves_the_cache_behind_the_admin_token(services, client, sandbox):
+    _, state = sandbox
+    _synced(services)
+    assert client.get("/api/v1/cache").status_code == 401
+    auth = {"Authorization": "Bearer admin-token-for-tests-0001"}
+    summary = client.get("/api/v1/cache", headers=auth).get_json()
+    assert {t["name"]: t["records"] for t in summary["sources"][0]["tables"]}["缺陷问题闭环表"] == 253
+    url = "/api/v1/cache/quality/缺陷问题闭环表?where=严重程度=致命&limit=1000"
+    rows = client.get(url, headers=auth).get_json()
+    truth = [r for r in _truth(state, DEFECTS_TABLE).records.values() if r["fields"]["严重程度"] == "致命"]
+    assert rows["count"] == len(truth) > 0
+    assert {r["record_id"] for r in rows["records"]} == {r["record_id"] for r in truth}
+    bad = client.get("/api/v1/cache/quality/缺陷问题闭环表?where=nope=1", headers=auth)
+    assert bad.status_code == 422 and "nope" in bad.get_json()["msg"]
+    missing = client.get("/api/v1/cache/quality/nosuch", headers=auth)
+    assert missing.status_code == 404 and "缺陷问题闭环表" in missing.get_json()["msg"]
+
+
+def test_cli_summary_query_and_exports(services, sandbox, tmp_path):
+    from click.testing import CliRunner
+
+    from bot.cli import main as cli
+
+    _synced(services)
+    settings = services.settings
+    env = {"DATABASE_URL": settings.effective_database_url, "REDIS_URL": settings.redis_url,
+           "VAR_DIR": str(settings.var_dir)}
+    runner = CliRunner()
+    summary = runner.invoke(cli, ["cache", "summary", "--json"], env=env)
+    tables = json.loads(summary.output)["sources"][0]["tables"]
+    assert {t["name"]: t["records"] for t in tables} == {"缺陷问题闭环表": 253, "人力盘点": 120,
+                                                         "大表": 50_000}
+    query = runner.invoke(cli, ["cache", "query", "quality", "人力盘点", "--where", "部门=测试部", "--json"],
+                          env=env)
+    doc = json.loads(query.output)
+    assert doc["count"] > 0 and all(r["fields"]["部门"] == "测试部" for r in doc["records"])
+    xlsx, csv = tmp_path / "people.xlsx", tmp_path / "people.csv"
+    exported = runner.invoke(cli, ["cache", "query", "quality", "人力盘点", "--xlsx", str(xlsx),
+                                   "--csv", str(csv)], env=env)
+    assert exported.exit_code == 0, exported.output
+    import pandas as pd
+
+    sheet = pd.read_excel(xlsx)
+    assert len(sheet) == 120 and list(sheet.columns)[:3] == ["record_id", "姓名", "部门"]
+    assert len(pd.read_csv(csv, encoding="utf-8-sig")) == 120
+    unknown = runner.invoke(cli, ["cache", "query", "quality", "人力盘点", "--where", "工资=1"], env=env)
+    assert unknown.exit_code == 1 and "unknown field '工资'" in unknown.output

@@ -206,3 +206,32 @@ def replace_fields(engine: Engine, source_id: int, table_id: str, fields: Sequen
         conn.execute(update(CacheTable).where(CacheTable.source_id == source_id,
                                               CacheTable.table_id == table_id)
                      .values(field_count=len(fields)))
+
+
+def find_table(engine: Engine, source_name: str, table: str) -> tuple[CacheSource, CacheTable]:
+    """A cached table by source name and table name or id; SourceError names what exists."""
+    source = get_source(engine, source_name)
+    with Session(engine) as session:
+        tables = list(session.scalars(select(CacheTable).where(CacheTable.source_id == source.id)))
+    for candidate in tables:
+        if table in (candidate.table_id, candidate.name):
+            return source, candidate
+    names = ", ".join(t.name for t in tables) or "none cached yet (run `feishu-bridge sync`)"
+    raise SourceError(f"no table {table!r} in {source_name}; tables: {names}")
+
+
+def table_fields(engine: Engine, source_id: int, table_id: str) -> list[CacheField]:
+    with Session(engine) as session:
+        return list(session.scalars(
+            select(CacheField).where(CacheField.source_id == source_id, CacheField.table_id == table_id)
+            .order_by(CacheField.position)))
+
+
+def iter_records(engine: Engine, source_id: int, table_id: str):
+    """(record_id, fields dict) in record-id order, streamed."""
+    stmt = (select(CacheRecord.record_id, CacheRecord.fields)
+            .where(CacheRecord.source_id == source_id, CacheRecord.table_id == table_id)
+            .order_by(CacheRecord.record_id))
+    with engine.connect() as conn:
+        for record_id, fields in conn.execution_options(yield_per=2000).execute(stmt):
+            yield record_id, json.loads(fields)
