@@ -72,7 +72,7 @@ def list_records(app_token: str, table_id: str):
     table = _table(app_token, table_id)
     if table is None:
         return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
-    automatic = request.args.get("automatic_fields") == "true"
+    automatic = request.args.get("automatic_fields", "").lower() == "true"  # the SDK sends "True"
     records = list(table.records.values())
     page, error = _page(records, 500)
     if error:
