@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS cache_sources (
     last_error       TEXT,
     subscribed_at    TIMESTAMP,              -- when the bitable was subscribed to change events
     CONSTRAINT uq_cache_sources_name UNIQUE (name),
-    CONSTRAINT ck_cache_sources_kind CHECK (kind IN ('bitable', 'sheet', 'doc', 'wiki')),
+    CONSTRAINT ck_cache_sources_kind CHECK (kind IN ('bitable', 'sheet', 'doc', 'wiki', 'wiki-space')),
     CONSTRAINT ck_cache_sources_status CHECK (status IN ('never', 'running', 'ok', 'failed'))
 );
 
@@ -153,6 +153,33 @@ CREATE TABLE IF NOT EXISTS cache_records (
     CONSTRAINT uq_cache_records UNIQUE (source_id, table_id, record_id)
 );
 
+-- Spreadsheet sheets: every cell value, row-major, as Feishu's values API returns them.
+CREATE TABLE IF NOT EXISTS cache_sheets (
+    id           INTEGER PRIMARY KEY,
+    source_id    INTEGER NOT NULL REFERENCES cache_sources (id) ON DELETE CASCADE,
+    sheet_id     VARCHAR(64) NOT NULL,
+    title        VARCHAR(256) NOT NULL,
+    position     INTEGER NOT NULL,
+    row_count    INTEGER NOT NULL,
+    column_count INTEGER NOT NULL,
+    cell_values  TEXT NOT NULL,  -- JSON: list of rows
+    synced_at    TIMESTAMP NOT NULL,
+    CONSTRAINT uq_cache_sheets UNIQUE (source_id, sheet_id)
+);
+
+-- Docx documents (one per doc source, or every doc under a wiki node): text and blocks.
+CREATE TABLE IF NOT EXISTS cache_documents (
+    id          INTEGER PRIMARY KEY,
+    source_id   INTEGER NOT NULL REFERENCES cache_sources (id) ON DELETE CASCADE,
+    document_id VARCHAR(64) NOT NULL,
+    node_token  VARCHAR(64),
+    title       VARCHAR(512) NOT NULL,
+    raw_content TEXT NOT NULL,
+    blocks      TEXT NOT NULL,  -- JSON: docx/v1 blocks
+    synced_at   TIMESTAMP NOT NULL,
+    CONSTRAINT uq_cache_documents UNIQUE (source_id, document_id)
+);
+
 -- Records named by change events and not yet re-fetched. One row per record however many
 -- events named it (`version` counts them), so a burst becomes one batched fetch; a row is
 -- removed only if its version is still the one that was fetched.
@@ -185,6 +212,10 @@ CREATE SEQUENCE IF NOT EXISTS cache_fields_id_seq OWNED BY cache_fields.id;
 ALTER TABLE cache_fields ALTER COLUMN id SET DEFAULT nextval('cache_fields_id_seq');
 CREATE SEQUENCE IF NOT EXISTS cache_records_id_seq OWNED BY cache_records.id;
 ALTER TABLE cache_records ALTER COLUMN id SET DEFAULT nextval('cache_records_id_seq');
+CREATE SEQUENCE IF NOT EXISTS cache_sheets_id_seq OWNED BY cache_sheets.id;
+ALTER TABLE cache_sheets ALTER COLUMN id SET DEFAULT nextval('cache_sheets_id_seq');
+CREATE SEQUENCE IF NOT EXISTS cache_documents_id_seq OWNED BY cache_documents.id;
+ALTER TABLE cache_documents ALTER COLUMN id SET DEFAULT nextval('cache_documents_id_seq');
 CREATE SEQUENCE IF NOT EXISTS cache_pending_id_seq OWNED BY cache_pending.id;
 ALTER TABLE cache_pending ALTER COLUMN id SET DEFAULT nextval('cache_pending_id_seq');
 

@@ -27,7 +27,7 @@ from bot.caches.sync import sync_source  # noqa: E402
 from bot.db import init_schema  # noqa: E402
 from bot.redis_server import EmbeddedRedis  # noqa: E402
 from bot.services import build_services  # noqa: E402
-from sandbox.bitable_seed import QUALITY_APP, QUALITY_NODE  # noqa: E402
+from sandbox.seed import QUALITY_APP, QUALITY_NODE  # noqa: E402
 from sandbox.server import start_in_thread  # noqa: E402
 from sandbox.state import SandboxConfig  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402

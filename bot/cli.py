@@ -398,8 +398,9 @@ def sources() -> None:
 @sources.command("add")
 @click.argument("url_or_token")
 @click.option("--name", required=True, help="Short name, e.g. hr_inventory (lower-case, digits, _).")
-@click.option("--kind", type=click.Choice(["bitable", "sheet", "doc", "wiki"]), default=None,
-              help="What the token is (guessed from URLs and legacy token prefixes).")
+@click.option("--kind", type=click.Choice(["bitable", "sheet", "doc", "wiki", "wiki-space"]), default=None,
+              help="What the token is (guessed from URLs and legacy token prefixes); wiki-space: a wiki "
+                   "node and every document under it.")
 @click.option("--interval", default="1h", show_default=True, help="How often to sync: 30m, 1h, 2d, …")
 @click.option("--as-user", default=None, help="Read as this authorised user (open_id) instead of the app.")
 @click.pass_context

@@ -155,7 +155,8 @@ class CacheSource(Base):
     __tablename__ = "cache_sources"
     __table_args__ = (
         UniqueConstraint("name", name="uq_cache_sources_name"),
-        CheckConstraint("kind IN ('bitable', 'sheet', 'doc', 'wiki')", name="ck_cache_sources_kind"),
+        CheckConstraint("kind IN ('bitable', 'sheet', 'doc', 'wiki', 'wiki-space')",
+                        name="ck_cache_sources_kind"),
         CheckConstraint("status IN ('never', 'running', 'ok', 'failed')", name="ck_cache_sources_status"),
     )
 
@@ -235,3 +236,32 @@ class CachePending(Base):
     record_id: Mapped[str] = mapped_column(String(64))
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CacheSheet(Base):
+    __tablename__ = "cache_sheets"
+    __table_args__ = (UniqueConstraint("source_id", "sheet_id", name="uq_cache_sheets"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer, ForeignKey("cache_sources.id", ondelete="CASCADE"))
+    sheet_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(256))
+    position: Mapped[int] = mapped_column(Integer)
+    row_count: Mapped[int] = mapped_column(Integer)
+    column_count: Mapped[int] = mapped_column(Integer)
+    cell_values: Mapped[str] = mapped_column(Text)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CacheDocument(Base):
+    __tablename__ = "cache_documents"
+    __table_args__ = (UniqueConstraint("source_id", "document_id", name="uq_cache_documents"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(Integer, ForeignKey("cache_sources.id", ondelete="CASCADE"))
+    document_id: Mapped[str] = mapped_column(String(64))
+    node_token: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(512))
+    raw_content: Mapped[str] = mapped_column(Text)
+    blocks: Mapped[str] = mapped_column(Text)
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -68,7 +68,7 @@ def schedule_schema_refresh(services, source_id: int, table_id: str) -> None:
 @instrumented("apply_cache_changes")
 def apply_cache_changes(source_id: int, table_id: str) -> dict:
     """Re-fetch every pending record of one table (batched), apply, repeat until none is left."""
-    from bot.caches.bitable import Fetcher
+    from bot.caches.fetch import Fetcher
     from bot.models import CacheSource
 
     services = current()
@@ -97,7 +97,7 @@ def apply_cache_changes(source_id: int, table_id: str) -> dict:
 
 @instrumented("refresh_cache_schema")
 def refresh_cache_schema(source_id: int, table_id: str) -> int:
-    from bot.caches.bitable import Fetcher
+    from bot.caches.fetch import Fetcher
     from bot.models import CacheSource
 
     services = current()

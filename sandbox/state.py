@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.bitable_seed import seed
+from sandbox.seed import seed, seed_documents
 from sandbox.sender import EventSender, SenderConfig
 
 SANDBOX_APP_ID = "cli_sandbox00000001"
@@ -129,7 +129,7 @@ class SandboxState:
         self.auth_codes: dict[str, tuple[str, str, str, float]] = {}  # code → (open_id, scopes, uri, expiry)
         self.users: dict[str, str] = {DEFAULT_USER_OPEN_ID: DEFAULT_USER_NAME}
         self.refresh_log: list[dict[str, Any]] = []
-        self.apps, self.wiki_nodes = seed()
+        self._seed()
         self.subscriptions: set[str] = set()  # bitable app tokens subscribed to change events
         self.token_requests = 0
         self.messages: dict[str, Message] = {}
@@ -144,6 +144,11 @@ class SandboxState:
                 redelivery_schedule=config.redelivery_schedule,
             )
         )
+
+    def _seed(self) -> None:
+        self.apps, self.wiki_nodes = seed()
+        self.spreadsheets, self.documents, guide_nodes = seed_documents()
+        self.wiki_nodes.update({n.node_token: n for n in guide_nodes})
 
     def next_id(self, prefix: str) -> str:
         with self.lock:
@@ -270,6 +275,6 @@ class SandboxState:
             self.api_calls.clear()
             self.token_requests = 0
             self.refresh_log.clear()
-            self.apps, self.wiki_nodes = seed()
+            self._seed()
             self.subscriptions.clear()
             self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu

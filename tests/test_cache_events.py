@@ -18,7 +18,7 @@ from bot.caches.sync import sync_source
 from bot.db import init_schema
 from bot.models import CacheRecord
 from bot.services import build_services
-from sandbox.bitable_seed import DEFECTS_TABLE, QUALITY_APP, QUALITY_NODE
+from sandbox.seed import DEFECTS_TABLE, QUALITY_APP, QUALITY_NODE
 from tests.conftest import make_settings
 from tests.stack import BridgeStack
 

@@ -12,7 +12,7 @@ from bot.caches import store
 from bot.caches.sources import SourceError, parse_interval, parse_source
 from bot.caches.sync import sync_source
 from bot.models import CacheField, CacheRecord
-from sandbox.bitable_seed import BIG_TABLE, DEFECT_COUNT, DEFECTS_TABLE, QUALITY_APP, QUALITY_NODE
+from sandbox.seed import BIG_TABLE, DEFECT_COUNT, DEFECTS_TABLE, QUALITY_APP, QUALITY_NODE
 
 WIKI_URL = f"https://example.feishu.cn/wiki/{QUALITY_NODE}?from=from_copylink"
 
@@ -174,3 +174,40 @@ def test_cli_summary_query_and_exports(services, sandbox, tmp_path):
     assert len(pd.read_csv(csv, encoding="utf-8-sig")) == 120
     unknown = runner.invoke(cli, ["cache", "query", "quality", "人力盘点", "--where", "工资=1"], env=env)
     assert unknown.exit_code == 1 and "unknown field '工资'" in unknown.output
+
+
+# -- spreadsheets and docs -------------------------------------------------------------------
+
+def test_spreadsheet_and_wiki_guide_docs_are_mirrored(services, sandbox):
+    from bot.models import CacheDocument, CacheSheet
+    from sandbox.seed import GUIDE_COUNT, GUIDE_NODE, SHEET_TOKEN
+
+    _, state = sandbox
+    sheet_url = f"https://x.feishu.cn/sheets/{SHEET_TOKEN}"
+    sheet_source = store.add_source(services.engine, "inventory", sheet_url, parse_source(sheet_url), 3600)
+    guide_source = store.add_source(services.engine, "guides", GUIDE_NODE,
+                                    parse_source(GUIDE_NODE, "wiki-space"), 3600)
+    sheet_result = sync_source(services, "inventory")
+    guide_result = sync_source(services, "guides")
+
+    truth = state.spreadsheets[SHEET_TOKEN]
+    with services.sessions() as session:
+        sheets = session.scalars(select(CacheSheet).where(CacheSheet.source_id == sheet_source.id)
+                                 .order_by(CacheSheet.position)).all()
+        docs = session.scalars(select(CacheDocument).where(CacheDocument.source_id == guide_source.id)).all()
+    width = [s.column_count for s in truth.sheets]
+    assert [(s.sheet_id, s.title) for s in sheets] == [(t.sheet_id, t.title) for t in truth.sheets]
+    for cached, expected, columns in zip(sheets, truth.sheets, width, strict=True):
+        padded = [row + [None] * (columns - len(row)) for row in expected.values]
+        assert json.loads(cached.cell_values) == padded
+    assert sheet_result.records == 3001 + 6
+    assert sheet_result.api_calls == 1 + math.ceil(3001 / 2000) + 1  # sheet list + value chunks
+
+    assert len(docs) == GUIDE_COUNT + 1 and guide_result.tables == GUIDE_COUNT + 1
+    for doc in docs:
+        source_doc = state.documents[doc.document_id]
+        assert doc.raw_content == source_doc.raw_content()
+        assert json.loads(doc.blocks) == source_doc.blocks()
+    summary = {s["source"]: s for s in store.summary(services.engine)}
+    assert summary["inventory"]["sheets"] == [{"title": "明细", "rows": 3001}, {"title": "汇总", "rows": 6}]
+    assert len(summary["guides"]["documents"]) == GUIDE_COUNT + 1

@@ -207,7 +207,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     from bot.caches import store
     from bot.caches.sources import parse_source
     from jobs.caches import sync_cache_source
-    from sandbox.bitable_seed import QUALITY_NODE
+    from sandbox.seed import QUALITY_NODE
 
     store.add_source(services.engine, "quality", QUALITY_NODE, parse_source(QUALITY_NODE), 3600,
                      as_user=DEFAULT_USER_OPEN_ID)

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-KINDS = ("bitable", "sheet", "doc", "wiki")
+# wiki: a wiki node, mirrored as whatever document it holds; wiki-space: a wiki node and every
+# document under it (e.g. a folder of guide docs).
+KINDS = ("bitable", "sheet", "doc", "wiki", "wiki-space")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{6,128}$")
 
@@ -40,10 +42,13 @@ def parse_source(value: str, kind: str | None = None) -> SourceRef:
                 token = parts[i + 1]
                 found = _URL_KINDS[part]
                 table = dict(q.split("=", 1) for q in url.query.split("&") if "=" in q).get("table")
-                if kind and kind != found and found != "wiki":
+                if found == "wiki":
+                    if kind not in (None, "wiki", "wiki-space"):
+                        raise SourceError(f"the URL is a wiki node, not a {kind}")
+                elif kind and kind != found:
                     raise SourceError(f"the URL is a {found}, not a {kind}")
                 _check_token(token)
-                return SourceRef(found if found == "wiki" else (kind or found), token, table)
+                return SourceRef(kind or found, token, table)
         raise SourceError("not a Feishu document URL (expected /base/, /sheets/, /docx/ or /wiki/ in it)")
     _check_token(value)
     if kind:

@@ -9,9 +9,18 @@ from datetime import datetime
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from bot.caches.bitable import TableData
+from bot.caches.fetch import TableData
 from bot.caches.sources import SourceError, SourceRef
-from bot.models import CacheField, CachePending, CacheRecord, CacheSource, CacheTable, utcnow
+from bot.models import (
+    CacheDocument,
+    CacheField,
+    CachePending,
+    CacheRecord,
+    CacheSheet,
+    CacheSource,
+    CacheTable,
+    utcnow,
+)
 
 INSERT_CHUNK = 2000
 
@@ -21,10 +30,11 @@ def add_source(engine: Engine, name: str, given: str, ref: SourceRef, interval_s
     with Session(engine, expire_on_commit=False) as session, session.begin():
         if session.scalar(select(CacheSource.id).where(CacheSource.name == name)) is not None:
             raise SourceError(f"a source named {name!r} exists; remove it first or pick another name")
+        wiki = ref.kind in ("wiki", "wiki-space")  # resolved to the document on the first sync
         source = CacheSource(name=name, kind=ref.kind, token=given, interval_seconds=interval_seconds,
                              as_user=as_user, status="never",
-                             obj_token=None if ref.kind == "wiki" else ref.token,
-                             obj_type=None if ref.kind == "wiki" else ref.kind)
+                             obj_token=None if wiki else ref.token,
+                             obj_type=None if wiki else {"doc": "docx"}.get(ref.kind, ref.kind))
         session.add(source)
     return source
 
@@ -45,7 +55,7 @@ def list_sources(engine: Engine) -> list[CacheSource]:
 def remove_source(engine: Engine, name: str) -> None:
     source = get_source(engine, name)
     with engine.begin() as conn:
-        for model in (CacheRecord, CacheField, CacheTable):
+        for model in (CachePending, CacheRecord, CacheField, CacheTable, CacheSheet, CacheDocument):
             conn.execute(delete(model).where(model.source_id == source.id))
         conn.execute(delete(CacheSource).where(CacheSource.id == source.id))
 
@@ -105,6 +115,10 @@ def summary(engine: Engine) -> list[dict]:
     with Session(engine) as session:
         sources = list(session.scalars(select(CacheSource).order_by(CacheSource.name)))
         tables = list(session.scalars(select(CacheTable).order_by(CacheTable.source_id, CacheTable.id)))
+        sheets = session.execute(select(CacheSheet.source_id, CacheSheet.title, CacheSheet.row_count)
+                                 .order_by(CacheSheet.source_id, CacheSheet.position)).all()
+        documents = session.execute(select(CacheDocument.source_id, CacheDocument.title)
+                                    .order_by(CacheDocument.source_id, CacheDocument.title)).all()
     by_source: dict[int, list[CacheTable]] = {}
     for table in tables:
         by_source.setdefault(table.source_id, []).append(table)
@@ -119,6 +133,8 @@ def summary(engine: Engine) -> list[dict]:
             "last_api_calls": s.last_api_calls, "last_duration_ms": s.last_duration_ms,
             "tables": [{"table_id": t.table_id, "name": t.name, "records": t.record_count,
                         "fields": t.field_count} for t in by_source.get(s.id, [])],
+            "sheets": [{"title": title, "rows": rows} for sid, title, rows in sheets if sid == s.id],
+            "documents": [title for sid, title in documents if sid == s.id],
         })
     return out
 
@@ -235,3 +251,31 @@ def iter_records(engine: Engine, source_id: int, table_id: str):
     with engine.connect() as conn:
         for record_id, fields in conn.execution_options(yield_per=2000).execute(stmt):
             yield record_id, json.loads(fields)
+
+
+def replace_sheets(engine: Engine, source_id: int, sheets: Sequence[dict], now: datetime) -> int:
+    """sheets: [{sheet_id, title, values}] — the whole spreadsheet; returns the cell-row count."""
+    with engine.begin() as conn:
+        conn.execute(delete(CacheSheet).where(CacheSheet.source_id == source_id))
+        if sheets:
+            conn.execute(insert(CacheSheet), [
+                {"source_id": source_id, "sheet_id": s["sheet_id"], "title": s["title"], "position": i,
+                 "row_count": len(s["values"]), "column_count": max((len(r) for r in s["values"]), default=0),
+                 "cell_values": json.dumps(s["values"], ensure_ascii=False), "synced_at": now}
+                for i, s in enumerate(sheets)
+            ])
+    return sum(len(s["values"]) for s in sheets)
+
+
+def replace_documents(engine: Engine, source_id: int, documents: Sequence[dict], now: datetime) -> int:
+    """documents: [{document_id, node_token, title, raw_content, blocks}]."""
+    with engine.begin() as conn:
+        conn.execute(delete(CacheDocument).where(CacheDocument.source_id == source_id))
+        if documents:
+            conn.execute(insert(CacheDocument), [
+                {"source_id": source_id, "document_id": d["document_id"], "node_token": d.get("node_token"),
+                 "title": d["title"], "raw_content": d["raw_content"],
+                 "blocks": json.dumps(d["blocks"], ensure_ascii=False), "synced_at": now}
+                for d in documents
+            ])
+    return len(documents)

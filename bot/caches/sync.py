@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.caches import store
-from bot.caches.bitable import Fetcher
+from bot.caches.fetch import Fetcher
 from bot.caches.sources import SourceError, parse_source
 from bot.models import CacheSource, utcnow
 from bot.services import Services
@@ -57,20 +57,25 @@ def sync_source(services: Services, name: str, *, force: bool = False,
     store.update_source(services.engine, source.id, status="running", last_sync_at=utcnow())
     try:
         obj_token, obj_type = source.obj_token, source.obj_type
-        if source.kind == "wiki" and not obj_token:
-            node = fetcher.resolve_wiki(parse_source(source.token, "wiki").token)
+        node: dict | None = None
+        if source.kind in ("wiki", "wiki-space"):
+            node = fetcher.resolve_wiki(parse_source(source.token, source.kind).token)
             obj_token, obj_type = node["obj_token"], node["obj_type"]
-            store.update_source(services.engine, source.id, obj_token=obj_token, obj_type=obj_type,
-                                title=node.get("title"))
-        if obj_type != "bitable":
-            raise SourceError(f"{name}: {obj_type} sources are not supported yet (bitables are)")
-        if source.subscribed_at is None:
-            # Change events flow only for subscribed files; subscribe before reading, so no change
-            # made during the full read is missed.
-            fetcher.subscribe(obj_token)
-            store.update_source(services.engine, source.id, subscribed_at=utcnow())
-        tables = fetcher.bitable(obj_token, progress)
-        records = store.replace_bitable(services.engine, source.id, tables, utcnow())
+            if (obj_token, obj_type) != (source.obj_token, source.obj_type):
+                store.update_source(services.engine, source.id, obj_token=obj_token, obj_type=obj_type,
+                                    title=node.get("title"))
+        if source.kind == "wiki-space":
+            assert node is not None
+            records, tables = _sync_wiki_space(services, fetcher, source, node, progress)
+        elif obj_type == "bitable":
+            records, tables = _sync_bitable(services, fetcher, source, obj_token, progress)
+        elif obj_type == "sheet":
+            records, tables = _sync_sheet(services, fetcher, source, obj_token, progress)
+        elif obj_type == "docx":
+            documents = [_document(fetcher, obj_token, node)]
+            records, tables = store.replace_documents(services.engine, source.id, documents, utcnow()), 1
+        else:
+            raise SourceError(f"{name}: {obj_type} documents are not supported (bitable, sheet, docx are)")
     except Exception as exc:
         store.update_source(services.engine, source.id, status="failed",
                             last_error=f"{type(exc).__name__}: {exc}"[:2000], last_api_calls=fetcher.calls,
@@ -83,4 +88,48 @@ def sync_source(services: Services, name: str, *, force: bool = False,
     store.update_source(services.engine, source.id, status="ok", last_success_at=utcnow(), last_error=None,
                         last_api_calls=fetcher.calls, last_duration_ms=int(seconds * 1000))
     log.info("cache synced", extra={"source": name, "records": records, "api_calls": fetcher.calls})
-    return SyncResult(name, "synced", records, len(tables), fetcher.calls, seconds)
+    return SyncResult(name, "synced", records, tables, fetcher.calls, seconds)
+
+
+def _sync_bitable(services: Services, fetcher: Fetcher, source: CacheSource, app_token: str,
+                  progress: Callable[[int], None] | None) -> tuple[int, int]:
+    if source.subscribed_at is None:
+        # Change events flow only for subscribed files; subscribe before reading, so no change
+        # made during the full read is missed.
+        fetcher.subscribe(app_token)
+        store.update_source(services.engine, source.id, subscribed_at=utcnow())
+    tables = fetcher.bitable(app_token, progress)
+    return store.replace_bitable(services.engine, source.id, tables, utcnow()), len(tables)
+
+
+def _sync_sheet(services: Services, fetcher: Fetcher, source: CacheSource, token: str,
+                progress: Callable[[int], None] | None) -> tuple[int, int]:
+    sheets = []
+    for sheet in fetcher.sheets(token):
+        grid = sheet.get("grid_properties") or {}
+        values = fetcher.sheet_values(token, sheet["sheet_id"], int(grid.get("row_count") or 0),
+                                      int(grid.get("column_count") or 0), progress)
+        sheets.append({"sheet_id": sheet["sheet_id"], "title": sheet["title"], "values": values})
+    return store.replace_sheets(services.engine, source.id, sheets, utcnow()), len(sheets)
+
+
+def _document(fetcher: Fetcher, document_id: str, node: dict | None) -> dict:
+    content, blocks = fetcher.document(document_id)
+    title = (node or {}).get("title") or (content.splitlines() or [""])[0]
+    return {"document_id": document_id, "node_token": (node or {}).get("node_token"), "title": title,
+            "raw_content": content, "blocks": blocks}
+
+
+def _sync_wiki_space(services: Services, fetcher: Fetcher, source: CacheSource, root: dict,
+                     progress: Callable[[int], None] | None) -> tuple[int, int]:
+    """Every docx document at and under a wiki node (walked breadth first)."""
+    documents, queue = [], [root]
+    while queue:
+        node = queue.pop(0)
+        if node.get("obj_type") == "docx":
+            documents.append(_document(fetcher, node["obj_token"], node))
+            if progress is not None:
+                progress(1)
+        if node.get("has_child"):
+            queue += fetcher.wiki_children(node["space_id"], node["node_token"])
+    return store.replace_documents(services.engine, source.id, documents, utcnow()), len(documents)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from flask import Blueprint, request
 
 from sandbox import envelope
-from sandbox.bitable_seed import App, Table
 from sandbox.guard import open_api, state
+from sandbox.seed import App, Table
 
 bp = Blueprint("sandbox_bitable", __name__, url_prefix="/open-apis/bitable/v1/apps/<app_token>")
 

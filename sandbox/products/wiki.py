@@ -23,3 +23,13 @@ def get_node():
     if node is None:
         return envelope.fail(envelope.WIKI_NODE_NOT_FOUND, "node not found")
     return envelope.ok({"node": node.to_api()})
+
+
+@bp.get("/open-apis/wiki/v2/spaces/<space_id>/nodes")
+@open_api
+def list_nodes(space_id: str):
+    """Children of `parent_node_token` (or the space's top level), one page."""
+    parent = request.args.get("parent_node_token", "")
+    items = [n.to_api() for n in state().wiki_nodes.values()
+             if n.space_id == space_id and n.parent_node_token == parent]
+    return envelope.ok({"items": items, "has_more": False, "page_token": ""})

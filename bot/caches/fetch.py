@@ -1,4 +1,5 @@
-"""Fetching a whole bitable through the gateway: tables, fields, every record (500 per page).
+"""Fetching Feishu documents through the gateway: bitables (tables, fields, records at 500 per
+page), spreadsheets (values in row chunks), docx documents and wiki nodes.
 
 Records are taken from the raw response body, not the SDK's objects, so each field value is
 stored exactly as Feishu sent it.
@@ -161,3 +162,89 @@ class Fetcher:
         self.feishu.call("drive.v1.file.subscribe",
                          lambda client, option: client.drive.v1.file.subscribe(request(), option),
                          as_user=self.as_user)
+
+    # -- spreadsheets and documents (the same gateway, other products) ----------------------
+
+    def sheets(self, token: str) -> list[dict[str, Any]]:
+        from lark_oapi.api.sheets.v3 import QuerySpreadsheetSheetRequest
+
+        def request() -> QuerySpreadsheetSheetRequest:
+            return QuerySpreadsheetSheetRequest.builder().spreadsheet_token(token).build()
+
+        self.calls += 1
+        return _data(self.feishu.call("sheets.v3.spreadsheet_sheet.query", lambda client, option:
+                                      client.sheets.v3.spreadsheet_sheet.query(request(), option),
+                                      as_user=self.as_user))["sheets"]
+
+    def sheet_values(self, token: str, sheet_id: str, rows: int, columns: int,
+                     progress: Callable[[int], None] | None = None) -> list[list[Any]]:
+        """Every cell, read in chunks of SHEET_CHUNK_ROWS rows (v2 values has no typed SDK method)."""
+        import lark_oapi as lark
+
+        last_column = _column_letters(max(columns, 1))
+        values: list[list[Any]] = []
+        for first in range(1, max(rows, 0) + 1, SHEET_CHUNK_ROWS):
+            last = min(rows, first + SHEET_CHUNK_ROWS - 1)
+            uri = f"/open-apis/sheets/v2/spreadsheets/{token}/values/{sheet_id}!A{first}:{last_column}{last}"
+
+            def request(u=uri) -> lark.BaseRequest:
+                return (lark.BaseRequest.builder().http_method(lark.HttpMethod.GET).uri(u)
+                        .token_types({lark.AccessTokenType.TENANT, lark.AccessTokenType.USER}).build())
+
+            self.calls += 1
+            data = _data(self.feishu.call("sheets.v2.values.get",
+                                          lambda client, option: client.request(request(), option),
+                                          as_user=self.as_user))
+            chunk = data["valueRange"].get("values") or []
+            values += chunk
+            if progress is not None:
+                progress(len(chunk))
+        return values
+
+    def document(self, document_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """(raw text, every block)."""
+        from lark_oapi.api.docx.v1 import ListDocumentBlockRequest, RawContentDocumentRequest
+
+        def raw() -> RawContentDocumentRequest:
+            return RawContentDocumentRequest.builder().document_id(document_id).build()
+
+        self.calls += 1
+        content = _data(self.feishu.call("docx.v1.document.raw_content", lambda client, option:
+                                         client.docx.v1.document.raw_content(raw(), option),
+                                         as_user=self.as_user))["content"]
+
+        def page(token: str | None):
+            def request() -> ListDocumentBlockRequest:
+                b = ListDocumentBlockRequest.builder().document_id(document_id).page_size(500)
+                return (b.page_token(token) if token else b).build()
+
+            return self.feishu.call("docx.v1.document_block.list", lambda client, option:
+                                    client.docx.v1.document_block.list(request(), option),
+                                    as_user=self.as_user)
+
+        return content, self._pages("docx.v1.document_block.list", page)
+
+    def wiki_children(self, space_id: str, node_token: str) -> list[dict[str, Any]]:
+        from lark_oapi.api.wiki.v2 import ListSpaceNodeRequest
+
+        def page(token: str | None):
+            def request() -> ListSpaceNodeRequest:
+                b = (ListSpaceNodeRequest.builder().space_id(space_id).parent_node_token(node_token)
+                     .page_size(50))
+                return (b.page_token(token) if token else b).build()
+
+            return self.feishu.call("wiki.v2.space_node.list", lambda client, option:
+                                    client.wiki.v2.space_node.list(request(), option), as_user=self.as_user)
+
+        return self._pages("wiki.v2.space_node.list", page)
+
+
+SHEET_CHUNK_ROWS = 2000
+
+
+def _column_letters(number: int) -> str:
+    out = ""
+    while number:
+        number, rest = divmod(number - 1, 26)
+        out = chr(65 + rest) + out
+    return out

@@ -1,8 +1,10 @@
-"""Deterministic seed data for the sandbox's wiki and bitables.
+"""Deterministic seed data for the sandbox's wiki, bitables, spreadsheets and docs.
 
 A wiki-hosted bitable app "质量问题跟踪" with three tables — 缺陷问题闭环表 (exactly 253
 records, the count the user's scripts check), 人力盘点 (120) and 大表 (50,000, built on first
-use) — with every common field type, valued as Feishu's records API returns them.
+use) — with every common field type, valued as Feishu's records API returns them; a
+spreadsheet "人力盘点表" (a 3,001-row sheet and a small one); and the wiki node 故障定位指引
+with five guide documents under it.
 """
 
 from __future__ import annotations
@@ -78,11 +80,12 @@ class WikiNode:
     title: str
     space_id: str = WIKI_SPACE_ID
     parent_node_token: str = ""
+    has_child: bool = False
 
     def to_api(self) -> dict[str, Any]:
         return {"space_id": self.space_id, "node_token": self.node_token, "obj_token": self.obj_token,
                 "obj_type": self.obj_type, "parent_node_token": self.parent_node_token, "node_type": "origin",
-                "title": self.title, "has_child": False, "obj_create_time": str(BASE_MS // 1000),
+                "title": self.title, "has_child": self.has_child, "obj_create_time": str(BASE_MS // 1000),
                 "obj_edit_time": str(BASE_MS // 1000)}
 
 
@@ -187,3 +190,82 @@ def seed() -> tuple[dict[str, App], dict[str, WikiNode]]:
     app = App(QUALITY_APP, "质量问题跟踪", {t.table_id: t for t in (defects, people, big)})
     node = WikiNode(QUALITY_NODE, QUALITY_APP, "bitable", "质量问题跟踪")
     return {app.app_token: app}, {node.node_token: node}
+
+
+# -- spreadsheets and docs ------------------------------------------------------------------
+
+SHEET_TOKEN = "shtcnSandboxSheet00001"
+GUIDE_NODE = "wikcnSandboxGuideNode01"
+GUIDE_DOC = "doxcnSandboxGuideRoot001"
+GUIDE_COUNT = 5
+
+
+@dataclass
+class Sheet:
+    sheet_id: str
+    title: str
+    values: list[list[Any]]  # rows of cells; None = empty
+
+    @property
+    def column_count(self) -> int:
+        return max((len(r) for r in self.values), default=0)
+
+
+@dataclass
+class Spreadsheet:
+    token: str
+    title: str
+    sheets: list[Sheet]
+
+
+@dataclass
+class Document:
+    document_id: str
+    title: str
+    paragraphs: list[tuple[str, str]]  # (block kind: heading1 | text, content)
+    revision_id: int = 1
+
+    def blocks(self) -> list[dict[str, Any]]:
+        """docx/v1 blocks: the page block (block_type 1) whose children are the paragraphs."""
+        kinds = {"heading1": 3, "text": 2}
+        children = []
+        out: list[dict[str, Any]] = []
+        for i, (kind, content) in enumerate(self.paragraphs, start=1):
+            block_id = f"{self.document_id}_b{i:03d}"
+            children.append(block_id)
+            out.append({"block_id": block_id, "block_type": kinds[kind], "parent_id": self.document_id,
+                        kind: {"elements": [{"text_run": {"content": content, "text_element_style": {}}}],
+                               "style": {}}})
+        page = {"block_id": self.document_id, "block_type": 1, "parent_id": "", "children": children,
+                "page": {"elements": [{"text_run": {"content": self.title, "text_element_style": {}}}],
+                         "style": {}}}
+        return [page, *out]
+
+    def raw_content(self) -> str:
+        return "\n".join([self.title, *(content for _, content in self.paragraphs)]) + "\n"
+
+
+def seed_documents() -> tuple[dict[str, Spreadsheet], dict[str, Document], list[WikiNode]]:
+    rng = random.Random(5)
+    inventory = [["工号", "姓名", "部门", "职级", "入职日期", "在岗"]] + [
+        [f"E{n:05d}", f"员工{n}", rng.choice(DEPARTMENTS), rng.randint(1, 10),
+         f"2023-{rng.randint(1, 12):02d}-01", rng.random() < 0.9] for n in range(1, 3001)
+    ]
+    summary = [["部门", "人数", "备注"]] + [[d, rng.randint(5, 50), None if i % 2 else "重点"]
+                                           for i, d in enumerate(DEPARTMENTS)]
+    sheet = Spreadsheet(SHEET_TOKEN, "人力盘点表", [Sheet("shtInv001", "明细", inventory),
+                                                     Sheet("shtSum001", "汇总", summary)])
+    root = Document(GUIDE_DOC, "故障定位指引", [("text", "本目录汇总常见故障的定位方法。")])
+    docs = {root.document_id: root}
+    nodes = [WikiNode(GUIDE_NODE, GUIDE_DOC, "docx", root.title, has_child=True)]
+    topics = ["登录失败", "数据同步延迟", "导出超时", "权限异常", "消息未送达"]
+    for n, topic in enumerate(topics[:GUIDE_COUNT], start=1):
+        doc = Document(f"doxcnSandboxGuide{n:07d}", f"故障定位指引{n}：{topic}", [
+            ("heading1", "现象"), ("text", f"{topic}时用户看到的报错与表现。"),
+            ("heading1", "排查步骤"), ("text", f"1. 查看日志中与{topic}相关的错误码。2. 核对配置。"),
+            ("heading1", "解决办法"), ("text", "按排查结论修复后复测，并在缺陷问题闭环表中登记。"),
+        ])
+        docs[doc.document_id] = doc
+        nodes.append(WikiNode(f"wikcnSandboxGuide{n:06d}", doc.document_id, "docx", doc.title,
+                              parent_node_token=GUIDE_NODE))
+    return {sheet.token: sheet}, docs, nodes
