@@ -211,3 +211,44 @@ def test_spreadsheet_and_wiki_guide_docs_are_mirrored(services, sandbox):
     summary = {s["source"]: s for s in store.summary(services.engine)}
     assert summary["inventory"]["sheets"] == [{"title": "明细", "rows": 3001}, {"title": "汇总", "rows": 6}]
     assert len(summary["guides"]["documents"]) == GUIDE_COUNT + 1
+
+
+def test_sources_and_sync_once_through_the_cli(services, sandbox):
+    """The seeds' `auto_sync_all.py --once`: declare the sources, sync once, check the counts."""
+    from click.testing import CliRunner
+
+    from bot.cli import main as cli
+    from sandbox.seed import GUIDE_NODE, SHEET_TOKEN
+
+    settings = services.settings
+    env = {"DATABASE_URL": settings.effective_database_url, "REDIS_URL": settings.redis_url,
+           "VAR_DIR": str(settings.var_dir), "FEISHU_BASE_URL": settings.feishu_base_url,
+           "FEISHU_APP_ID": settings.feishu_app_id,
+           "FEISHU_APP_SECRET": settings.feishu_app_secret.get_secret_value(),
+           "FEISHU_RETRY_MAX_WAIT": "0.05"}
+    runner = CliRunner()
+    for argv in (["sources", "add", WIKI_URL, "--name", "quality"],
+                 ["sources", "add", f"https://x.feishu.cn/sheets/{SHEET_TOKEN}", "--name", "inventory",
+                  "--interval", "2h"],
+                 ["sources", "add", GUIDE_NODE, "--name", "guides", "--kind", "wiki-space"]):
+        result = runner.invoke(cli, argv, env=env)
+        assert result.exit_code == 0, result.output
+    bad = runner.invoke(cli, ["sources", "add", "Xy7pQ9rS2tUv", "--name", "mystery"], env=env)
+    assert bad.exit_code == 1 and "pass --kind" in bad.output
+
+    first = runner.invoke(cli, ["sync", "--once", "--json"], env=env)
+    assert first.exit_code == 0, first.output
+    outcomes = {r["source"]: r["outcome"] for r in json.loads(first.output)["results"]}
+    assert outcomes == {"quality": "synced", "inventory": "synced", "guides": "synced"}
+    again = runner.invoke(cli, ["sync", "--once", "--json"], env=env)
+    assert {r["outcome"] for r in json.loads(again.output)["results"]} == {"fresh"}
+    forced = runner.invoke(cli, ["sync", "quality", "--once", "--force", "--json"], env=env)
+    assert [r["outcome"] for r in json.loads(forced.output)["results"]] == ["synced"]
+
+    summary = runner.invoke(cli, ["cache", "summary"], env=env)
+    assert "缺陷问题闭环表" in summary.output and "253" in summary.output
+    listed = json.loads(runner.invoke(cli, ["sources", "list", "--json"], env=env).output)["sources"]
+    assert {s["name"]: s["status"] for s in listed} == {"guides": "ok", "inventory": "ok", "quality": "ok"}
+    removed = runner.invoke(cli, ["sources", "remove", "inventory"], env=env)
+    assert removed.exit_code == 0
+    assert [s.name for s in store.list_sources(services.engine)] == ["guides", "quality"]
