@@ -209,3 +209,40 @@ def edit_records(app_token: str, table_id: str):
             for _ in range(2 if body.get("duplicate") else 1):
                 st.sender.send(doc, encrypted=st.config.encrypt_events and bool(st.config.encrypt_key))
     return jsonify(actions=actions, revision=revision, subscribed=subscribed, event_ids=event_ids)
+
+
+@bp.post("/bitable/<app_token>/<table_id>/fields")
+def edit_fields(app_token: str, table_id: str):
+    """Add fields to a sandbox table: `{"add": [{"field_name", "type", "property"?}]}`; a subscribed
+    app gets `drive.file.bitable_field_changed_v1`."""
+    import time
+
+    from sandbox.events import bitable_field_changed
+    from sandbox.seed import Field
+    from sandbox.state import SANDBOX_TENANT_KEY
+
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    app = st.apps.get(app_token)
+    table = app.tables.get(table_id) if app else None
+    if table is None:
+        return jsonify(error=f"no table {table_id} in app {app_token}"), 404
+    actions = []
+    with st.lock:
+        for spec in body.get("add") or []:
+            field = Field(st.next_id("fld")[:16], str(spec["field_name"]), int(spec.get("type", 1)),
+                          spec.get("property"))
+            table.fields.append(field)
+            actions.append({"field_id": field.field_id, "action": "field_added"})
+        table.revision += 1
+        subscribed = app_token in st.subscriptions
+    if subscribed and actions:
+        now_ms = int(time.time() * 1000)
+        doc = st.sender.envelope(
+            "drive.file.bitable_field_changed_v1",
+            bitable_field_changed(app_token, table_id, table.revision, "ou_sandbox_user_0001", actions,
+                                  now_ms),
+            app_id=st.config.app_id, tenant_key=SANDBOX_TENANT_KEY,
+        )
+        st.sender.send(doc, encrypted=st.config.encrypt_events and bool(st.config.encrypt_key))
+    return jsonify(actions=actions, subscribed=subscribed)

@@ -252,3 +252,76 @@ def test_sources_and_sync_once_through_the_cli(services, sandbox):
     removed = runner.invoke(cli, ["sources", "remove", "inventory"], env=env)
     assert removed.exit_code == 0
     assert [s.name for s in store.list_sources(services.engine)] == ["guides", "quality"]
+
+
+# -- events, in process --------------------------------------------------------------------
+
+def _event(kind: str, **event) -> dict:
+    return {"schema": "2.0", "header": {"event_id": f"ev-{kind}", "event_type": kind}, "event": event}
+
+
+def _work(services) -> None:
+    from rq import SimpleWorker
+
+    SimpleWorker([services.queues["default"]], connection=services.redis).work(burst=True)
+
+
+def test_change_events_apply_current_state_and_field_events_refresh_the_schema(services, sandbox):
+    from handlers.bitable import on_field_changed, on_record_changed
+
+    base_url, state = sandbox
+    _synced(services)
+    source = store.get_source(services.engine, "quality")
+    table = _truth(state, DEFECTS_TABLE)
+    edited, deleted = "recDefect00000001", "recDefect00000002"
+    table.records[edited]["fields"]["工时"] = 99.5
+    del table.records[deleted]
+    # the same records named twice, deletion first: order and repetition must not matter
+    for actions in ([{"record_id": deleted, "action": "record_deleted"}],
+                    [{"record_id": edited, "action": "record_edited"}, {"record_id": deleted,
+                                                                         "action": "record_deleted"}]):
+        doc = _event("drive.file.bitable_record_changed_v1", file_token=QUALITY_APP, table_id=DEFECTS_TABLE,
+                     action_list=actions)
+        assert on_record_changed(services, doc).startswith("noted")
+    assert len(services.queues["default"]) == 1  # coalesced: one apply job for both events
+    _work(services)
+    cached = _cached(services, source.id, DEFECTS_TABLE)
+    assert cached[edited]["工时"] == 99.5 and deleted not in cached
+    assert cached == {rid: r["fields"] for rid, r in table.records.items()}
+    assert store.pending(services.engine, source.id, DEFECTS_TABLE) == []
+    [summary] = store.summary(services.engine)
+    assert {t["table_id"]: t["records"] for t in summary["tables"]}[DEFECTS_TABLE] == 252
+
+    import httpx
+
+    httpx.post(f"{base_url}/sandbox/bitable/{QUALITY_APP}/{DEFECTS_TABLE}/fields",
+               json={"add": [{"field_name": "复盘结论", "type": 1}]})
+    on_field_changed(services, _event("drive.file.bitable_field_changed_v1", file_token=QUALITY_APP,
+                                      table_id=DEFECTS_TABLE, action_list=[]))
+    _work(services)
+    with services.sessions() as session:
+        names = list(session.scalars(select(CacheField.name).where(
+            CacheField.source_id == source.id, CacheField.table_id == DEFECTS_TABLE)
+            .order_by(CacheField.position)))
+    assert names[-1] == "复盘结论" and len(names) == len(table.fields)
+
+
+def test_the_scheduler_enqueues_due_sources_and_leftover_changes(services, sandbox):
+    from jobs.caches import schedule_cache_syncs
+
+    store.add_source(services.engine, "quality", WIKI_URL, parse_source(WIKI_URL), 3600)
+    assert schedule_cache_syncs() == ["quality"]  # never synced: due
+    _work(services)
+    assert store.get_source(services.engine, "quality").status == "ok"
+    assert schedule_cache_syncs() == []  # fresh now
+    source = store.get_source(services.engine, "quality")
+    store.add_pending(services.engine, source.id, DEFECTS_TABLE, ["recDefect00000003"])
+    with services.engine.begin() as conn:
+        from sqlalchemy import update
+
+        from bot.models import CachePending, utcnow
+
+        conn.execute(update(CachePending).values(queued_at=utcnow().replace(year=2020)))
+    schedule_cache_syncs()  # an apply job for the left-over pending row
+    _work(services)
+    assert store.pending(services.engine, source.id, DEFECTS_TABLE) == []

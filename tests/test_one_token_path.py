@@ -76,7 +76,8 @@ def test_only_the_token_manager_reads_stored_grants():
 # Job functions, and whether they call Feishu. A new job must be added here, and if it calls
 # Feishu, to tests/test_tokens.py::test_every_feishu_job_succeeds_with_expired_tokens.
 JOBS_CALLING_FEISHU = {"process_events": True, "refresh_due_tokens": True, "deliver_alerts": True,
-                       "sync_cache_source": True, "sweep_receipts": False, "schedule_cache_syncs": False}
+                       "sync_cache_source": True, "apply_cache_changes": True, "refresh_cache_schema": True,
+                       "sweep_receipts": False, "schedule_cache_syncs": False}
 
 
 def test_the_expired_token_test_covers_every_job():

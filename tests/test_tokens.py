@@ -213,9 +213,19 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
                      as_user=DEFAULT_USER_OPEN_ID)
     httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
     assert sync_cache_source("quality")["outcome"] == "synced"
+    # apply_cache_changes and refresh_cache_schema: the cache's change jobs, also as that user
+    from jobs.caches import apply_cache_changes, refresh_cache_schema
+    from sandbox.seed import DEFECTS_TABLE
+
+    source = store.get_source(services.engine, "quality")
+    store.add_pending(services.engine, source.id, DEFECTS_TABLE, ["recDefect00000001"])
+    httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
+    assert apply_cache_changes(source.id, DEFECTS_TABLE)["applied"] == 1
+    httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
+    assert refresh_cache_schema(source.id, DEFECTS_TABLE) == 15
     with services.sessions() as session:
         outcomes = list(session.scalars(select(TokenRefresh.outcome)))
-    assert outcomes == ["authorized", "refreshed", "refreshed"]
+    assert outcomes == ["authorized"] + ["refreshed"] * 4
 
 
 def _fail_updates(services, on: bool) -> None:
