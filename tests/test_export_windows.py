@@ -89,7 +89,7 @@ def test_property_nothing_lost_nothing_doubled(counts):
 
 
 def test_calls_against_the_floor():
-    """Steady and noisy density land within 1.3x the floor ceil(N/cap). Bursty, seasonal data is
+    """Steady and noisy density land within 1.25x the floor ceil(N/cap). Bursty, seasonal data is
     printed, not asserted: issue 5 asks for 1.25x there, which needs better prediction than a
     smoothed density (next step: size windows from the exported files' per-day histograms)."""
     import random
@@ -109,4 +109,4 @@ def test_calls_against_the_floor():
         ratios[name] = calls / floor
         print(f"\n{name}: {sum(counts)} records, {calls} export calls, floor {floor}, "
               f"ratio {ratios[name]:.2f}")
-    assert ratios["steady"] <= 1.3 and ratios["noisy"] <= 1.3
+    assert ratios["steady"] <= 1.25 and ratios["noisy"] <= 1.25

@@ -46,7 +46,7 @@ class Planner:
     end: datetime
     cap: int = 1000
     initial: timedelta = timedelta(days=7)
-    fill: float = 0.85  # aim new windows at this share of the cap
+    fill: float = 0.9  # aim new windows at this share of the cap
     min_span: timedelta = DAY  # smaller than a day only if the endpoint takes finer bounds
     max_span: timedelta = timedelta(days=92)
     _cursor: datetime = field(init=False)
