@@ -40,11 +40,6 @@ def pending(engine: Engine, limit: int = 50) -> list[Alert]:
         ))
 
 
-def recent(engine: Engine, limit: int = 20) -> list[Alert]:
-    with Session(engine) as session:
-        return list(session.scalars(select(Alert).order_by(Alert.id.desc()).limit(limit)))
-
-
 def mark_sent(engine: Engine, alert_id: int) -> None:
     with engine.begin() as conn:
         conn.execute(update(Alert).where(Alert.id == alert_id)

@@ -256,10 +256,6 @@ def _services(ctx: click.Context):
         runtime.shutdown()
 
 
-def _token_error(exc: Exception) -> None:
-    raise click.ClickException(str(exc))
-
-
 @main.group()
 def auth() -> None:
     """Feishu user authorisation (OAuth): log in, see token health, refresh, log out."""
@@ -365,7 +361,7 @@ def auth_refresh(ctx: click.Context, subject: str | None) -> None:
         try:
             services.user_tokens.refresh(subject)
         except TokenError as exc:
-            _token_error(exc)
+            raise click.ClickException(str(exc)) from exc
         grant = next(g for g in services.user_tokens.grants()
                      if g.subject == services.user_tokens.resolve_subject(subject))
         hours = (grant.expires_at - utcnow()).total_seconds() / 3600
@@ -383,7 +379,7 @@ def auth_logout(ctx: click.Context, subject: str | None) -> None:
         try:
             gone = services.user_tokens.logout(subject)
         except TokenError as exc:
-            _token_error(exc)
+            raise click.ClickException(str(exc)) from exc
         click.echo(f"Logged out {gone}.")
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import lark_oapi as lark
 from lark_oapi.core.model import RequestOption
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from bot.config import Settings
 from bot.masking import register_secrets
@@ -49,6 +49,12 @@ def build_client(settings: Settings, cache: RedisTokenCache | None = None) -> la
     if cache is not None:
         builder = builder.cache(cache)
     return builder.build()
+
+
+def _is_transient(response: Any) -> bool:
+    """Rate limited (HTTP 429 / 99991400) or failed on the server (5xx): worth retrying."""
+    status = getattr(getattr(response, "raw", None), "status_code", 200) or 200
+    return getattr(response, "code", None) == RATE_LIMITED or status == 429 or status >= 500
 
 
 class FeishuAPIError(RuntimeError):
@@ -83,8 +89,9 @@ class Feishu:
         backoff (honouring `x-ogw-ratelimit-reset`) up to FEISHU_RETRIES times."""
         token = user_access_token or (self._user_token(as_user) if as_user else None)
         token_retried = bool(user_access_token)
-        attempt = 0
-        while True:
+
+        def attempt() -> R:
+            nonlocal token, token_retried
             response = send(self._client, self._option(token))
             code = getattr(response, "code", None)
             if code in TOKEN_REJECTED_CODES and not token_retried:
@@ -96,32 +103,30 @@ class Feishu:
                     token = self._user_token(as_user, rejected=token)
                 else:
                     self._forget_tenant_token()
-                continue
-            wait = self._transient_wait(response, attempt)
-            if wait is None or attempt >= self._settings.feishu_retries:
-                break
-            attempt += 1
-            FEISHU_RETRIES.labels(operation).inc()
-            time.sleep(wait)
+                response = send(self._client, self._option(token))
+            return response
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self._settings.feishu_retries + 1),
+            retry=retry_if_result(_is_transient),
+            wait=self._wait,
+            before_sleep=lambda _: FEISHU_RETRIES.labels(operation).inc(),
+            retry_error_callback=lambda state: state.outcome.result(),  # the last answer, raised below
+        )
+        response = retrying(attempt)
         raise_for_response(operation, response)
         return response
 
-    def _transient_wait(self, response: Any, attempt: int) -> float | None:
-        """Seconds to wait before retrying a rate-limited or failed-on-the-server call; None if
-        the answer is final."""
-        raw = getattr(response, "raw", None)
-        status = getattr(raw, "status_code", 200) or 200
-        if getattr(response, "code", None) != RATE_LIMITED and status != 429 and status < 500:
-            return None
+    def _wait(self, state: RetryCallState) -> float:
+        """Before retrying a rate-limited or server-failed call: the server's reset hint, else
+        exponential backoff; capped by FEISHU_RETRY_MAX_WAIT."""
         cap = self._settings.feishu_retry_max_wait
+        raw = getattr(state.outcome.result(), "raw", None)
         headers = {k.lower(): v for k, v in (getattr(raw, "headers", None) or {}).items()}
-        reset = headers.get("x-ogw-ratelimit-reset")
-        if reset is not None:
-            try:
-                return min(cap, max(0.0, float(reset)))
-            except ValueError:
-                pass
-        return min(cap, 0.5 * 2 ** attempt)
+        try:
+            return min(cap, max(0.0, float(headers["x-ogw-ratelimit-reset"])))
+        except (KeyError, ValueError):
+            return min(cap, 0.5 * 2 ** (state.attempt_number - 1))
 
     def post_oauth_token(self, body: dict[str, str]) -> tuple[int, Any]:
         """The v2 OAuth token endpoint (no access token; answers flat JSON): (HTTP status, JSON)."""

@@ -81,9 +81,6 @@ class EventReceipt(Base):
     job_id: Mapped[str | None] = mapped_column(String(64))
 
 
-TOKEN_STATUSES = ("active", "reauth_required")
-
-
 class OAuthToken(Base):
     """A user's OAuth grant. Token columns hold ciphertext; only bot.user_tokens touches them."""
 

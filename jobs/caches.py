@@ -13,6 +13,8 @@ from jobs.timing import instrumented
 
 log = logging.getLogger(__name__)
 
+CHANGE_JOB_RETRIES = [5, 30, 120]  # seconds between retries of apply / schema-refresh jobs
+
 
 @instrumented("sync_cache_source")
 def sync_cache_source(name: str, force: bool = False) -> dict:
@@ -53,7 +55,7 @@ def _enqueue_once(services, job_id: str, func, *args) -> None:
         job_id = f"{job_id}-next"
         if job_is_live(queue.connection, job_id):
             return
-    queue.enqueue(func, *args, job_id=job_id, job_timeout=600, retry=retry_policy([5, 30, 120]),
+    queue.enqueue(func, *args, job_id=job_id, job_timeout=600, retry=retry_policy(CHANGE_JOB_RETRIES),
                   description=f"{func.__name__}{args}")
 
 
@@ -69,19 +71,17 @@ def schedule_schema_refresh(services, source_id: int, table_id: str) -> None:
 def apply_cache_changes(source_id: int, table_id: str) -> dict:
     """Re-fetch every pending record of one table (batched), apply, repeat until none is left."""
     from bot.caches.fetch import Fetcher
-    from bot.models import CacheSource
 
     services = current()
-    with services.sessions() as session:
-        source = session.get(CacheSource, source_id)
-    if source is None or not source.obj_token:
+    source = store.resolved_source(services.engine, source_id)
+    if source is None:
         return {"applied": 0, "skipped": "source gone"}
     # A full sync of this source writes what it read before these changes: wait for it to end.
     lock = services.redis.lock(sync_lock_name(source.name), timeout=SYNC_LOCK_SECONDS, blocking=False)
     if not lock.acquire():
         services.queues[QueueName.DEFAULT].enqueue_in(
             timedelta(seconds=5), apply_cache_changes, source_id, table_id,
-            job_id=f"cache-apply-{source_id}-{table_id}-after-sync", retry=retry_policy([5, 30, 120]))
+            job_id=f"cache-apply-{source_id}-{table_id}-after-sync", retry=retry_policy(CHANGE_JOB_RETRIES))
         return {"applied": 0, "deferred": "full sync running"}
     fetcher = Fetcher(services.feishu, as_user=source.as_user)
     applied = 0
@@ -98,12 +98,10 @@ def apply_cache_changes(source_id: int, table_id: str) -> dict:
 @instrumented("refresh_cache_schema")
 def refresh_cache_schema(source_id: int, table_id: str) -> int:
     from bot.caches.fetch import Fetcher
-    from bot.models import CacheSource
 
     services = current()
-    with services.sessions() as session:
-        source = session.get(CacheSource, source_id)
-    if source is None or not source.obj_token:
+    source = store.resolved_source(services.engine, source_id)
+    if source is None:
         return 0
     fields = Fetcher(services.feishu, as_user=source.as_user).fields(source.obj_token, table_id)
     store.replace_fields(services.engine, source_id, table_id, fields)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 from flask import Blueprint, jsonify, request
 
-from sandbox.events import message_receive
+from sandbox.events import bitable_changed, message_receive
 from sandbox.guard import state
+from sandbox.seed import Field
 from sandbox.state import DEFAULT_CHAT_ID, DEFAULT_USER_OPEN_ID, SANDBOX_TENANT_KEY
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/sandbox")
@@ -153,24 +155,39 @@ def lifetimes():
         return jsonify({k: getattr(st.config, v) for k, v in fields.items()})
 
 
+def _notify(event_type: str, app_token: str, table_id: str, revision: int, groups: list[list[dict]],
+            *, duplicate: bool = False) -> list[str]:
+    """Send one change event per group of actions to the webhook, if the app is subscribed (as
+    Feishu only notifies subscribed files). Returns the event ids sent."""
+    st = state()
+    with st.lock:
+        subscribed = app_token in st.subscriptions
+    if not subscribed:
+        return []
+    now_ms = int(time.time() * 1000)
+    event_ids = []
+    for actions in groups:
+        doc = st.sender.envelope(
+            event_type, bitable_changed(app_token, table_id, revision, DEFAULT_USER_OPEN_ID, actions, now_ms),
+            app_id=st.config.app_id, tenant_key=SANDBOX_TENANT_KEY,
+        )
+        event_ids.append(doc["header"]["event_id"])
+        for _ in range(2 if duplicate else 1):
+            st.sender.send(doc, encrypted=st.config.encrypt_events and bool(st.config.encrypt_key))
+    return event_ids
+
+
 @bp.post("/bitable/<app_token>/<table_id>/records")
 def edit_records(app_token: str, table_id: str):
     """Edit a sandbox bitable as a user would: `{"add": [{fields}], "update": [{"record_id",
     "fields"}], "delete": [record_id]}`. A subscribed app then gets
     `drive.file.bitable_record_changed_v1` at the webhook — one event for the whole edit, or one
     per record with `"split": true`; `"duplicate": true` delivers each event twice (same event_id)."""
-    import time
-
-    from sandbox.events import bitable_record_changed
-    from sandbox.state import SANDBOX_TENANT_KEY
-
     st = state()
     body = request.get_json(force=True, silent=True) or {}
-    app = st.apps.get(app_token)
-    table = app.tables.get(table_id) if app else None
+    table = st.table(app_token, table_id)
     if table is None:
         return jsonify(error=f"no table {table_id} in app {app_token}"), 404
-    table.ensure_built()
     actions: list[dict] = []
     now_ms = int(time.time() * 1000)
     with st.lock:
@@ -195,36 +212,20 @@ def edit_records(app_token: str, table_id: str):
                 actions.append({"record_id": record_id, "action": "record_deleted"})
         table.revision += 1
         revision = table.revision
-        subscribed = app_token in st.subscriptions
-    event_ids = []
-    if subscribed and actions:
-        groups = [[a] for a in actions] if body.get("split") else [actions]
-        for group in groups:
-            doc = st.sender.envelope(
-                "drive.file.bitable_record_changed_v1",
-                bitable_record_changed(app_token, table_id, revision, "ou_sandbox_user_0001", group, now_ms),
-                app_id=st.config.app_id, tenant_key=SANDBOX_TENANT_KEY,
-            )
-            event_ids.append(doc["header"]["event_id"])
-            for _ in range(2 if body.get("duplicate") else 1):
-                st.sender.send(doc, encrypted=st.config.encrypt_events and bool(st.config.encrypt_key))
-    return jsonify(actions=actions, revision=revision, subscribed=subscribed, event_ids=event_ids)
+    groups = ([[a] for a in actions] if body.get("split") else [actions]) if actions else []
+    event_ids = _notify("drive.file.bitable_record_changed_v1", app_token, table_id, revision, groups,
+                        duplicate=bool(body.get("duplicate")))
+    return jsonify(actions=actions, revision=revision, subscribed=app_token in st.subscriptions,
+                   event_ids=event_ids)
 
 
 @bp.post("/bitable/<app_token>/<table_id>/fields")
 def edit_fields(app_token: str, table_id: str):
     """Add fields to a sandbox table: `{"add": [{"field_name", "type", "property"?}]}`; a subscribed
     app gets `drive.file.bitable_field_changed_v1`."""
-    import time
-
-    from sandbox.events import bitable_field_changed
-    from sandbox.seed import Field
-    from sandbox.state import SANDBOX_TENANT_KEY
-
     st = state()
     body = request.get_json(force=True, silent=True) or {}
-    app = st.apps.get(app_token)
-    table = app.tables.get(table_id) if app else None
+    table = st.table(app_token, table_id)
     if table is None:
         return jsonify(error=f"no table {table_id} in app {app_token}"), 404
     actions = []
@@ -235,14 +236,7 @@ def edit_fields(app_token: str, table_id: str):
             table.fields.append(field)
             actions.append({"field_id": field.field_id, "action": "field_added"})
         table.revision += 1
-        subscribed = app_token in st.subscriptions
-    if subscribed and actions:
-        now_ms = int(time.time() * 1000)
-        doc = st.sender.envelope(
-            "drive.file.bitable_field_changed_v1",
-            bitable_field_changed(app_token, table_id, table.revision, "ou_sandbox_user_0001", actions,
-                                  now_ms),
-            app_id=st.config.app_id, tenant_key=SANDBOX_TENANT_KEY,
-        )
-        st.sender.send(doc, encrypted=st.config.encrypt_events and bool(st.config.encrypt_key))
-    return jsonify(actions=actions, subscribed=subscribed)
+        revision = table.revision
+    _notify("drive.file.bitable_field_changed_v1", app_token, table_id, revision,
+            [actions] if actions else [])
+    return jsonify(actions=actions, subscribed=app_token in st.subscriptions)

@@ -36,26 +36,12 @@ def message_receive(message: Message, *, chat_type: str, tenant_key: str) -> dic
     }
 
 
-def bitable_record_changed(file_token: str, table_id: str, revision: int, operator_open_id: str,
-                           actions: list[dict[str, Any]], update_time: int) -> dict[str, Any]:
-    """`drive.file.bitable_record_changed_v1`: which records were added, edited or deleted
-    (`action` record_added | record_edited | record_deleted); values are not needed by the
-    bridge, which fetches the records' current state."""
-    return {
-        "file_type": "bitable",
-        "file_token": file_token,
-        "table_id": table_id,
-        "revision": revision,
-        "operator_id": {"open_id": operator_open_id, "union_id": "", "user_id": ""},
-        "action_list": actions,
-        "subscriber_id_list": [],
-        "update_time": update_time,
-    }
-
-
-def bitable_field_changed(file_token: str, table_id: str, revision: int, operator_open_id: str,
-                          actions: list[dict[str, Any]], update_time: int) -> dict[str, Any]:
-    """`drive.file.bitable_field_changed_v1` (action field_added | field_edited | field_deleted)."""
+def bitable_changed(file_token: str, table_id: str, revision: int, operator_open_id: str,
+                    actions: list[dict[str, Any]], update_time: int) -> dict[str, Any]:
+    """The body of `drive.file.bitable_record_changed_v1` (actions `{record_id, action}`, action
+    record_added | record_edited | record_deleted) and of `drive.file.bitable_field_changed_v1`
+    (`{field_id, action}`, field_added | …): the same shape. Values are left out: the bridge
+    fetches current state and does not read them."""
     return {
         "file_type": "bitable",
         "file_token": file_token,

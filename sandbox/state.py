@@ -150,6 +150,14 @@ class SandboxState:
         self.spreadsheets, self.documents, guide_nodes = seed_documents()
         self.wiki_nodes.update({n.node_token: n for n in guide_nodes})
 
+    def table(self, app_token: str, table_id: str):
+        """A seeded bitable table (built on first use), or None."""
+        app = self.apps.get(app_token)
+        table = app.tables.get(table_id) if app else None
+        if table is not None:
+            table.ensure_built()
+        return table
+
     def next_id(self, prefix: str) -> str:
         with self.lock:
             return f"{prefix}{next(self._ids):012d}{self.random.getrandbits(64):016x}"

@@ -180,8 +180,9 @@ class Fetcher:
                      progress: Callable[[int], None] | None = None) -> list[list[Any]]:
         """Every cell, read in chunks of SHEET_CHUNK_ROWS rows (v2 values has no typed SDK method)."""
         import lark_oapi as lark
+        from openpyxl.utils import get_column_letter
 
-        last_column = _column_letters(max(columns, 1))
+        last_column = get_column_letter(max(columns, 1))
         values: list[list[Any]] = []
         for first in range(1, max(rows, 0) + 1, SHEET_CHUNK_ROWS):
             last = min(rows, first + SHEET_CHUNK_ROWS - 1)
@@ -241,10 +242,3 @@ class Fetcher:
 
 SHEET_CHUNK_ROWS = 2000
 
-
-def _column_letters(number: int) -> str:
-    out = ""
-    while number:
-        number, rest = divmod(number - 1, 26)
-        out = chr(65 + rest) + out
-    return out

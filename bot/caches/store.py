@@ -47,6 +47,13 @@ def get_source(engine: Engine, name: str) -> CacheSource:
     return source
 
 
+def resolved_source(engine: Engine, source_id: int) -> CacheSource | None:
+    """The source, if it still exists and its document is known (change jobs need both)."""
+    with Session(engine) as session:
+        source = session.get(CacheSource, source_id)
+    return source if source is not None and source.obj_token else None
+
+
 def list_sources(engine: Engine) -> list[CacheSource]:
     with Session(engine) as session:
         return list(session.scalars(select(CacheSource).order_by(CacheSource.name)))
@@ -137,12 +144,6 @@ def summary(engine: Engine) -> list[dict]:
             "documents": [title for sid, title in documents if sid == s.id],
         })
     return out
-
-
-def record_count(engine: Engine, source_id: int, table_id: str) -> int:
-    with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(CacheRecord).where(
-            CacheRecord.source_id == source_id, CacheRecord.table_id == table_id)).scalar_one()
 
 
 def sources_for_file(engine: Engine, file_token: str) -> list[CacheSource]:

@@ -10,21 +10,17 @@ from flask import Blueprint, request
 
 from sandbox import envelope
 from sandbox.guard import open_api, state
-from sandbox.seed import App, Table
 
 bp = Blueprint("sandbox_bitable", __name__, url_prefix="/open-apis/bitable/v1/apps/<app_token>")
 
 
-def _app(app_token: str) -> App | None:
-    return state().apps.get(app_token)
+def _no_table():
+    return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
 
 
-def _table(app_token: str, table_id: str) -> Table | None:
-    app = _app(app_token)
-    table = app.tables.get(table_id) if app else None
-    if table is not None:
-        table.ensure_built()
-    return table
+def _shown(record: dict, automatic: bool) -> dict:
+    """A record as the API returns it: with created/modified times only when asked for."""
+    return record if automatic else {"record_id": record["record_id"], "fields": record["fields"]}
 
 
 def _page(items: list, max_size: int):
@@ -48,7 +44,7 @@ def _page(items: list, max_size: int):
 @bp.get("/tables")
 @open_api
 def list_tables(app_token: str):
-    app = _app(app_token)
+    app = state().apps.get(app_token)
     if app is None:
         return envelope.fail(envelope.BITABLE_APP_NOT_FOUND, "app not found (NOTEXIST)")
     items = [{"table_id": t.table_id, "name": t.name, "revision": t.revision} for t in app.tables.values()]
@@ -59,9 +55,9 @@ def list_tables(app_token: str):
 @bp.get("/tables/<table_id>/fields")
 @open_api
 def list_fields(app_token: str, table_id: str):
-    table = _table(app_token, table_id)
+    table = state().table(app_token, table_id)
     if table is None:
-        return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
+        return _no_table()
     page, error = _page([f.to_api() for f in table.fields], 100)
     return error or envelope.ok(page)
 
@@ -69,25 +65,24 @@ def list_fields(app_token: str, table_id: str):
 @bp.get("/tables/<table_id>/records")
 @open_api
 def list_records(app_token: str, table_id: str):
-    table = _table(app_token, table_id)
+    table = state().table(app_token, table_id)
     if table is None:
-        return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
+        return _no_table()
     automatic = request.args.get("automatic_fields", "").lower() == "true"  # the SDK sends "True"
     records = list(table.records.values())
     page, error = _page(records, 500)
     if error:
         return error
-    page["items"] = [r if automatic else {"record_id": r["record_id"], "fields": r["fields"]}
-                     for r in page["items"]]
+    page["items"] = [_shown(r, automatic) for r in page["items"]]
     return envelope.ok(page)
 
 
 @bp.post("/tables/<table_id>/records/batch_get")
 @open_api
 def batch_get_records(app_token: str, table_id: str):
-    table = _table(app_token, table_id)
+    table = state().table(app_token, table_id)
     if table is None:
-        return envelope.fail(envelope.BITABLE_TABLE_NOT_FOUND, "table not found (TableIdNotFound)")
+        return _no_table()
     body = request.get_json(force=True, silent=True) or {}
     ids = body.get("record_ids")
     if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
@@ -95,7 +90,7 @@ def batch_get_records(app_token: str, table_id: str):
     automatic = bool(body.get("automatic_fields"))
     found = [table.records[i] for i in ids if i in table.records]
     return envelope.ok({
-        "records": [r if automatic else {"record_id": r["record_id"], "fields": r["fields"]} for r in found],
+        "records": [_shown(r, automatic) for r in found],
         "forbidden_record_ids": [],
         "absent_record_ids": [i for i in ids if i not in table.records],
     })

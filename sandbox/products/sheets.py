@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint
+from openpyxl.utils import column_index_from_string, get_column_letter
 
 from sandbox import envelope
 from sandbox.guard import open_api, state
@@ -12,21 +13,6 @@ from sandbox.guard import open_api, state
 bp = Blueprint("sandbox_sheets", __name__)
 
 MAX_ROWS_PER_READ = 5000  # assumption: Feishu caps one values read; the bridge reads in chunks
-
-
-def _column_number(letters: str) -> int:
-    number = 0
-    for ch in letters:
-        number = number * 26 + (ord(ch) - 64)
-    return number
-
-
-def _column_letters(number: int) -> str:
-    out = ""
-    while number:
-        number, rest = divmod(number - 1, 26)
-        out = chr(65 + rest) + out
-    return out
 
 
 @bp.get("/open-apis/sheets/v3/spreadsheets/<token>/sheets/query")
@@ -53,14 +39,15 @@ def read_values(token: str, cell_range: str):
     sheet = next((s for s in spreadsheet.sheets if match and s.sheet_id == match.group(1)), None)
     if match is None or sheet is None:
         return envelope.fail(envelope.SHEETS_BAD_RANGE, f"invalid range {cell_range!r}")
-    first_col, first_row = _column_number(match.group(2)), int(match.group(3))
-    last_col, last_row = _column_number(match.group(4)), int(match.group(5))
+    first_col, first_row = column_index_from_string(match.group(2)), int(match.group(3))
+    last_col, last_row = column_index_from_string(match.group(4)), int(match.group(5))
     if last_row - first_row + 1 > MAX_ROWS_PER_READ:
         return envelope.fail(envelope.SHEETS_BAD_RANGE, f"at most {MAX_ROWS_PER_READ} rows per read")
     rows = [
         [(row[c - 1] if c - 1 < len(row) else None) for c in range(first_col, last_col + 1)]
         for row in sheet.values[first_row - 1:last_row]
     ]
-    shown = f"{sheet.sheet_id}!{_column_letters(first_col)}{first_row}:{_column_letters(last_col)}{last_row}"
+    first, last = get_column_letter(first_col), get_column_letter(last_col)
+    shown = f"{sheet.sheet_id}!{first}{first_row}:{last}{last_row}"
     return envelope.ok({"revision": 1, "spreadsheetToken": token, "valueRange": {
         "majorDimension": "ROWS", "range": shown, "revision": 1, "values": rows}})
