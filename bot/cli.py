@@ -495,10 +495,10 @@ def sync(ctx: click.Context, names: tuple[str, ...], once: bool, force: bool, in
                         result = sync_source(services, name, force=force,
                                              progress=lambda n, t=task: progress.advance(t, n))
                         results.append(result)
-                    except (SourceError, TokenError) as exc:
-                        failures.append({"source": name, "error": str(exc)})
                     except Exception as exc:  # a sync failure is reported, the others still run
-                        failures.append({"source": name, "error": f"{type(exc).__name__}: {exc}"})
+                        known = isinstance(exc, SourceError | TokenError)  # their messages say it all
+                        failures.append({"source": name,
+                                         "error": str(exc) if known else f"{type(exc).__name__}: {exc}"})
                     progress.update(task, total=progress.tasks[task].completed or 1,
                                     completed=progress.tasks[task].completed or 1)
             _print_sync_summary(results, failures, as_json)
