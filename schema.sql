@@ -193,6 +193,100 @@ CREATE TABLE IF NOT EXISTS cache_pending (
     CONSTRAINT uq_cache_pending UNIQUE (source_id, table_id, record_id)
 );
 
+-- Contract export (issue 5). Feishu Contract's export endpoint is authenticated by a browser
+-- session: the curl the user copied is kept sealed (Fernet) in `export_auth` (one row).
+-- Window bounds and record times are the contract tenant's wall-clock time (the endpoint is
+-- called with Timezone-Offset -480, UTC+8), not UTC like the other timestamps.
+CREATE TABLE IF NOT EXISTS export_auth (
+    id           INTEGER PRIMARY KEY,
+    sealed       TEXT NOT NULL,         -- JSON {url, headers, cookies, body}, encrypted
+    fingerprint  VARCHAR(16) NOT NULL,  -- tells versions apart without showing secrets
+    updated_at   TIMESTAMP NOT NULL,
+    probed_at    TIMESTAMP,
+    probe_ok     BOOLEAN,
+    probe_detail TEXT
+);
+
+-- One bulk export: its range, options and where fresh ground starts (`cursor`).
+CREATE TABLE IF NOT EXISTS export_runs (
+    id           INTEGER PRIMARY KEY,
+    status       VARCHAR(16) NOT NULL DEFAULT 'running',
+    range_start  TIMESTAMP NOT NULL,
+    range_end    TIMESTAMP NOT NULL,   -- exclusive
+    options      TEXT NOT NULL,        -- JSON: cap, initial_days, fill, finer_bounds, filters …
+    cursor_at    TIMESTAMP NOT NULL,
+    density      REAL,                 -- records per second, smoothed over accepted windows
+    calls        INTEGER NOT NULL DEFAULT 0,  -- export submissions the endpoint accepted
+    pause_reason TEXT,
+    created_at   TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at   TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    finished_at  TIMESTAMP,
+    CONSTRAINT ck_export_runs_status CHECK (status IN ('running', 'paused', 'done', 'cancelled'))
+);
+
+-- A time window of a run. planned → submitted → awaiting_file → downloaded → verified, or
+-- split (its file may be truncated; two children replace it), unexportable, failed.
+CREATE TABLE IF NOT EXISTS export_windows (
+    id              INTEGER PRIMARY KEY,
+    run_id          INTEGER NOT NULL REFERENCES export_runs (id) ON DELETE CASCADE,
+    parent_id       INTEGER,
+    start_at        TIMESTAMP NOT NULL,
+    end_at          TIMESTAMP NOT NULL,  -- exclusive
+    state           VARCHAR(16) NOT NULL DEFAULT 'planned',
+    attempts        INTEGER NOT NULL DEFAULT 0,  -- submissions the endpoint accepted
+    failures        INTEGER NOT NULL DEFAULT 0,  -- consecutive failed submissions (backoff)
+    serial          BOOLEAN NOT NULL DEFAULT FALSE,  -- submit alone (an ambiguous file named it)
+    next_attempt_at TIMESTAMP,
+    submitted_at    TIMESTAMP,
+    rows            INTEGER,
+    file_id         INTEGER,
+    reason          TEXT,
+    updated_at      TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT ck_export_windows_state CHECK (state IN ('planned', 'submitted', 'awaiting_file',
+        'downloaded', 'verified', 'split', 'unexportable', 'failed'))
+);
+
+CREATE INDEX IF NOT EXISTS ix_export_windows_run ON export_windows (run_id, state);
+
+-- A completion message and its file. `message_id` is unique: a message seen twice (event and
+-- poll, re-delivery) is one row.
+CREATE TABLE IF NOT EXISTS export_files (
+    id           INTEGER PRIMARY KEY,
+    message_id   VARCHAR(64) NOT NULL,
+    chat_id      VARCHAR(64) NOT NULL,
+    file_key     VARCHAR(256) NOT NULL,
+    file_name    VARCHAR(512) NOT NULL,
+    message_at   TIMESTAMP NOT NULL,
+    seen_via     VARCHAR(8) NOT NULL,   -- event | poll
+    state        VARCHAR(16) NOT NULL DEFAULT 'received',
+    downloaded_via VARCHAR(8),          -- api | browser
+    path         TEXT,
+    size         BIGINT,
+    sha256       VARCHAR(64),
+    rows         INTEGER,
+    min_created  TIMESTAMP,
+    max_created  TIMESTAMP,
+    window_id    INTEGER,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    received_at  TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at   TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT uq_export_files_message UNIQUE (message_id),
+    CONSTRAINT ck_export_files_state CHECK (state IN ('received', 'downloaded', 'matched', 'duplicate',
+        'stray', 'ambiguous', 'failed'))
+);
+
+-- The merged export: one row per cooperation record, all columns as JSON (header → value).
+CREATE TABLE IF NOT EXISTS contract_cooperation_records (
+    record_id  VARCHAR(64) PRIMARY KEY,
+    created_at TIMESTAMP NOT NULL,
+    data       TEXT NOT NULL,
+    file_id    INTEGER,
+    updated_at TIMESTAMP NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS ix_contract_cooperation_created ON contract_cooperation_records (created_at);
+
 -- ===== section: dialect: postgresql =====
 
 -- PostgreSQL has no rowid: give each integer primary key a sequence-backed default.
@@ -218,6 +312,14 @@ CREATE SEQUENCE IF NOT EXISTS cache_documents_id_seq OWNED BY cache_documents.id
 ALTER TABLE cache_documents ALTER COLUMN id SET DEFAULT nextval('cache_documents_id_seq');
 CREATE SEQUENCE IF NOT EXISTS cache_pending_id_seq OWNED BY cache_pending.id;
 ALTER TABLE cache_pending ALTER COLUMN id SET DEFAULT nextval('cache_pending_id_seq');
+CREATE SEQUENCE IF NOT EXISTS export_auth_id_seq OWNED BY export_auth.id;
+ALTER TABLE export_auth ALTER COLUMN id SET DEFAULT nextval('export_auth_id_seq');
+CREATE SEQUENCE IF NOT EXISTS export_runs_id_seq OWNED BY export_runs.id;
+ALTER TABLE export_runs ALTER COLUMN id SET DEFAULT nextval('export_runs_id_seq');
+CREATE SEQUENCE IF NOT EXISTS export_windows_id_seq OWNED BY export_windows.id;
+ALTER TABLE export_windows ALTER COLUMN id SET DEFAULT nextval('export_windows_id_seq');
+CREATE SEQUENCE IF NOT EXISTS export_files_id_seq OWNED BY export_files.id;
+ALTER TABLE export_files ALTER COLUMN id SET DEFAULT nextval('export_files_id_seq');
 
 -- ===== section: dialect: sqlite =====
 

@@ -632,5 +632,13 @@ def events(ctx: click.Context, as_json: bool, limit: int) -> None:
     out.print(table)
 
 
+def _register_groups() -> None:
+    from bot.cli_export import export
+
+    main.add_command(export)
+
+
+_register_groups()
+
 if __name__ == "__main__":
     main()

@@ -70,6 +70,35 @@ class Settings(BaseSettings):
     token_alert_days: float = 3.0  # alert when the refresh token has less than this left
     admin_chat_id: str = ""  # where alerts go (a chat the bot is in)
 
+    # Contract export (issue 5). The endpoint and its session come from `export auth --from-curl`.
+    export_range_start: str = "2022-01-01"
+    export_cap: int = 1000  # the endpoint's row limit per export
+    export_initial_days: int = 7
+    export_fill: float = 0.9  # aim windows at this share of the cap
+    export_finer_bounds: bool = False  # the endpoint takes "YYYY-MM-DD HH:MM:SS" bounds
+    export_keyword: str = ""
+    export_search_tab: int = 0  # searchTabEnumCode
+    export_concurrency: int = 3  # windows exported at once
+    export_qps: float = 0.5  # export submissions per second, at most
+    export_max_failures: int = 8  # failed submissions of one window before it is marked failed
+    export_backoff_seconds: float = 5.0  # first retry delay after a 429/5xx; doubles, with jitter
+    export_backoff_max_seconds: float = 600.0
+    export_file_timeout_seconds: float = 900.0  # no completion message by then: export again
+    export_submit_lease_seconds: float = 120.0  # a claimed submission whose worker died is freed
+    export_user: str = ""  # open_id whose user token reads the contract bot's chat
+    export_chat_id: str = ""  # the user's chat with the contract bot (completion messages)
+    export_sender_id: str = ""  # the contract bot's id; unset: any sender in that chat
+    export_file_pattern: str = "协同"  # regex a completion file's name must match
+    export_poll_seconds: int = 30  # list the chat this often while a run waits for files (0: off)
+    export_tick_seconds: int = 30  # re-plan the active run this often (timeouts, back-offs)
+    export_id_column: str = "协同记录ID"
+    export_time_column: str = "创建时间"
+    export_archive_dir: Path | None = None  # unset → var_dir/exports
+    export_messenger_url: str = "https://li.feishu.cn/next/messenger"
+    export_browser_profile: Path | None = None  # unset → var_dir/browser-profile
+    export_browser_headless: bool = True
+    playwright_chromium_path: str = ""  # unset → Debian's chromium on PATH, else Playwright's own
+
     @field_validator("feishu_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -116,6 +145,14 @@ class Settings(BaseSettings):
             if self.feishu_base_url.endswith("//" + open_host):
                 return self.feishu_base_url.replace(open_host, accounts_host)
         return self.feishu_base_url
+
+    @property
+    def effective_archive_dir(self) -> Path:
+        return self.export_archive_dir or self.var_dir / "exports"
+
+    @property
+    def effective_browser_profile(self) -> Path:
+        return self.export_browser_profile or self.var_dir / "browser-profile"
 
     @property
     def uses_embedded_redis(self) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -262,3 +263,120 @@ class CacheDocument(Base):
     raw_content: Mapped[str] = mapped_column(Text)
     blocks: Mapped[str] = mapped_column(Text)
     synced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# -- contract export: bounds and record times are contract-local wall-clock (plain DateTime) --
+
+EXPORT_RUN_STATUSES = ("running", "paused", "done", "cancelled")
+WINDOW_STATES = ("planned", "submitted", "awaiting_file", "downloaded", "verified", "split",
+                 "unexportable", "failed")
+FILE_STATES = ("received", "downloaded", "matched", "duplicate", "stray", "ambiguous", "failed")
+
+
+class ExportAuth(Base):
+    """The browser session copied from a curl, sealed; one row."""
+
+    __tablename__ = "export_auth"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sealed: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    probed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_ok: Mapped[bool | None] = mapped_column(Boolean)
+    probe_detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ExportRun(Base):
+    __tablename__ = "export_runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'paused', 'done', 'cancelled')", name="ck_export_runs_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'running'"))
+    range_start: Mapped[datetime] = mapped_column(DateTime)
+    range_end: Mapped[datetime] = mapped_column(DateTime)
+    options: Mapped[str] = mapped_column(Text)
+    cursor_at: Mapped[datetime] = mapped_column(DateTime)
+    density: Mapped[float | None] = mapped_column(Float)
+    calls: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ExportWindow(Base):
+    __tablename__ = "export_windows"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('planned', 'submitted', 'awaiting_file', 'downloaded', 'verified', 'split', "
+            "'unexportable', 'failed')",
+            name="ck_export_windows_state",
+        ),
+        Index("ix_export_windows_run", "run_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("export_runs.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    start_at: Mapped[datetime] = mapped_column(DateTime)
+    end_at: Mapped[datetime] = mapped_column(DateTime)
+    state: Mapped[str] = mapped_column(String(16), server_default=text("'planned'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    serial: Mapped[bool] = mapped_column(Boolean, server_default=text("FALSE"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    file_id: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class ExportFile(Base):
+    """A completion message and the file it carries."""
+
+    __tablename__ = "export_files"
+    __table_args__ = (
+        UniqueConstraint("message_id", name="uq_export_files_message"),
+        CheckConstraint(
+            "state IN ('received', 'downloaded', 'matched', 'duplicate', 'stray', 'ambiguous', 'failed')",
+            name="ck_export_files_state",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    file_key: Mapped[str] = mapped_column(String(256))
+    file_name: Mapped[str] = mapped_column(String(512))
+    message_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_via: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16), server_default=text("'received'"))
+    downloaded_via: Mapped[str | None] = mapped_column(String(8))
+    path: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    min_created: Mapped[datetime | None] = mapped_column(DateTime)
+    max_created: Mapped[datetime | None] = mapped_column(DateTime)
+    window_id: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class CooperationRecord(Base):
+    """One merged cooperation record; `data` maps the export's column headers to values."""
+
+    __tablename__ = "contract_cooperation_records"
+    __table_args__ = (Index("ix_contract_cooperation_created", "created_at"),)
+
+    record_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    data: Mapped[str] = mapped_column(Text)
+    file_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

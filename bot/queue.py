@@ -92,3 +92,18 @@ def job_is_live(connection: Redis, job_id: str | None) -> bool:
         return Job.fetch(job_id, connection=connection).get_status() in LIVE_JOB_STATES
     except NoSuchJobError:
         return False
+
+
+def enqueue_once(queue: Queue, job_id: str, func, *args, retry: Retry | None = None,
+                 timeout: int = 600) -> None:
+    """Queue `func` unless a job with this id is already waiting; if it is running, queue one
+    follow-up, so work noted while it runs is not left for a periodic sweep."""
+    if job_is_live(queue.connection, job_id):
+        existing = queue.fetch_job(job_id)
+        if existing is None or existing.get_status() != JobStatus.STARTED:
+            return
+        job_id = f"{job_id}-next"
+        if job_is_live(queue.connection, job_id):
+            return
+    queue.enqueue(func, *args, job_id=job_id, job_timeout=timeout, retry=retry,
+                  description=f"{getattr(func, '__name__', func)}{args}")

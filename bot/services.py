@@ -21,6 +21,7 @@ from bot.db import make_engine, make_session_factory
 from bot.queue import connect_redis, queues
 
 if TYPE_CHECKING:
+    from bot.export.contract import ContractClient
     from bot.feishu import Feishu
     from bot.secretbox import SecretBox
     from bot.user_tokens import UserTokens
@@ -51,6 +52,15 @@ class Services:
         feishu = Feishu(build_client(self.settings, cache), self.settings, cache)
         feishu.user_tokens = self._user_tokens(feishu)
         return feishu
+
+    @cached_property
+    def contract(self) -> ContractClient:
+        """Feishu Contract's internal endpoints (browser-session auth, not the open platform)."""
+        import httpx
+
+        from bot.export.contract import ContractClient
+
+        return ContractClient(httpx.Client(timeout=30.0, follow_redirects=False))
 
     @property
     def user_tokens(self) -> UserTokens:

@@ -45,6 +45,7 @@ def build_cron(settings: Settings):
     from bot.queue import QueueName, connect_redis
     from jobs.alerts import deliver_alerts
     from jobs.caches import schedule_cache_syncs
+    from jobs.export import poll_export_messages, tick_exports
     from jobs.maintenance import sweep_receipts
     from jobs.tokens import refresh_due_tokens
 
@@ -59,6 +60,11 @@ def build_cron(settings: Settings):
                   name="schedule_cache_syncs")
     cron.register(deliver_alerts, queue_name=QueueName.DEFAULT, interval=settings.sweep_interval_seconds,
                   job_timeout=120, name="deliver_alerts")
+    cron.register(tick_exports, queue_name=QueueName.EXPORTS, interval=settings.export_tick_seconds,
+                  job_timeout=120, name="tick_exports")
+    if settings.export_poll_seconds > 0:
+        cron.register(poll_export_messages, queue_name=QueueName.EXPORTS,
+                      interval=settings.export_poll_seconds, job_timeout=300, name="poll_export_messages")
     return cron
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from bot.caches import store
 from bot.caches.sync import SYNC_LOCK_SECONDS, is_fresh, sync_lock_name, sync_source
-from bot.queue import QueueName, retry_policy
+from bot.queue import QueueName, enqueue_once, retry_policy
 from bot.services import current
 from jobs.timing import instrumented
 
@@ -40,31 +40,14 @@ def schedule_cache_syncs() -> list[str]:
     return due
 
 
-def _enqueue_once(services, job_id: str, func, *args) -> None:
-    """Queue `func` unless a job with this id is already waiting; if it is running, queue one
-    follow-up, so changes noted while it runs are not left for the periodic sweep."""
-    from rq.job import JobStatus
-
-    from bot.queue import job_is_live
-
-    queue = services.queues[QueueName.DEFAULT]
-    if job_is_live(queue.connection, job_id):
-        existing = queue.fetch_job(job_id)
-        if existing is None or existing.get_status() != JobStatus.STARTED:
-            return
-        job_id = f"{job_id}-next"
-        if job_is_live(queue.connection, job_id):
-            return
-    queue.enqueue(func, *args, job_id=job_id, job_timeout=600, retry=retry_policy(CHANGE_JOB_RETRIES),
-                  description=f"{func.__name__}{args}")
-
-
 def schedule_apply(services, source_id: int, table_id: str) -> None:
-    _enqueue_once(services, f"cache-apply-{source_id}-{table_id}", apply_cache_changes, source_id, table_id)
+    enqueue_once(services.queues[QueueName.DEFAULT], f"cache-apply-{source_id}-{table_id}",
+                 apply_cache_changes, source_id, table_id, retry=retry_policy(CHANGE_JOB_RETRIES))
 
 
 def schedule_schema_refresh(services, source_id: int, table_id: str) -> None:
-    _enqueue_once(services, f"cache-schema-{source_id}-{table_id}", refresh_cache_schema, source_id, table_id)
+    enqueue_once(services.queues[QueueName.DEFAULT], f"cache-schema-{source_id}-{table_id}",
+                 refresh_cache_schema, source_id, table_id, retry=retry_policy(CHANGE_JOB_RETRIES))
 
 
 @instrumented("apply_cache_changes")

@@ -240,3 +240,62 @@ def edit_fields(app_token: str, table_id: str):
     _notify("drive.file.bitable_field_changed_v1", app_token, table_id, revision,
             [actions] if actions else [])
     return jsonify(actions=actions, subscribed=app_token in st.subscriptions)
+
+
+# -- Feishu Contract ------------------------------------------------------------------
+
+
+def contract_curl(base_url: str, credentials: dict[str, str], start: str = "2023-01-01",
+                  end: str = "2023-12-01") -> str:
+    """The export request as a browser's "Copy as cURL" would give it (for `export auth`)."""
+    cookie = (f"session={credentials['session']}; session_list={credentials['session']}; "
+              f"sl_session={credentials['sl_session']}; clm_csrf_token={credentials['csrf_token']}")
+    body = json.dumps({"keyword": "", "searchTabEnumCode": 0, "searchCooperationByCreateTime": [start, end]})
+    return (f"curl --location '{base_url}/clm/api/cooperation/exportCooperationRecords' \\\n"
+            "--header 'Timezone-Offset: -480' \\\n"
+            f"--header 'csrf-token: {credentials['csrf_token']}' \\\n"
+            f"--header 'Cookie: {cookie}' \\\n"
+            "--header 'Content-Type: application/json' \\\n"
+            f"--data '{body}'")
+
+
+@bp.get("/contract/curl")
+def contract_curl_view():
+    """A fresh copy of the export request with the current session, as plain text."""
+    world = state().contract
+    return contract_curl(request.host_url.rstrip("/"), world.credentials()), 200, {
+        "Content-Type": "text/plain; charset=utf-8"}
+
+
+@bp.post("/contract/expire-session")
+def contract_expire_session():
+    """The browser session behind the copied curl stops working (a new one replaces it)."""
+    state().contract.expire_session()
+    return jsonify(ok=True)
+
+
+@bp.post("/contract/faults")
+def contract_faults():
+    world = state().contract
+    try:
+        world.faults.update(request.get_json(force=True, silent=True) or {})
+    except (TypeError, ValueError) as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(faults=vars(world.faults))
+
+
+@bp.get("/contract/exports")
+def contract_exports():
+    world = state().contract
+    with world.lock:
+        return jsonify(items=list(world.exports), calls=len(world.calls), total=len(world.records))
+
+
+@bp.post("/messenger/scan")
+def messenger_scan():
+    """Scan every QR code the web messenger's login page is showing."""
+    world = state().contract
+    with world.lock:
+        for qr in world.qr_codes:
+            world.qr_codes[qr] = True
+        return jsonify(scanned=len(world.qr_codes))

@@ -14,6 +14,8 @@ RATE_LIMITED = 99991400
 INVALID_APP_CREDENTIALS = 10014
 IM_INVALID_PARAM = 230001
 IM_BOT_NOT_IN_CHAT = 230002
+IM_RESOURCE_MISMATCH = 234003  # assumption: resource key not in the message
+IM_RESOURCE_DENIED = 234004  # assumption: no permission to download the resource
 # OAuth v2 token endpoint (flat `{code, error, error_description}` answers; assumed codes,
 # see docs/sandbox.md).
 OAUTH_CLIENT_INVALID = 20002

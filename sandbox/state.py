@@ -11,8 +11,10 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
+from sandbox.contract import ContractWorld
 from sandbox.seed import seed, seed_documents
 from sandbox.sender import EventSender, SenderConfig
 
@@ -50,6 +52,7 @@ class SandboxConfig:
     redelivery_schedule: tuple[float, ...] = (15.0, 300.0, 3600.0, 21600.0)
     encrypt_events: bool = True
     seed: int = 20220101
+    contract_today: date | None = None  # last day of the seeded contract records (None: today)
 
 
 @dataclass
@@ -136,6 +139,7 @@ class SandboxState:
         self.bot_sent: list[Message] = []
         self._uuid_index: dict[str, tuple[str, float]] = {}
         self.api_calls: list[dict[str, Any]] = []
+        self.contract = ContractWorld(config.contract_today or date.today(), config.seed)
         self.sender = EventSender(
             SenderConfig(
                 webhook_url=config.webhook_url,
@@ -286,3 +290,7 @@ class SandboxState:
             self._seed()
             self.subscriptions.clear()
             self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu
+            self.contract.cancel_timers()
+            records = self.contract._records
+            self.contract = ContractWorld(self.contract.today, self.config.seed, _records=records,
+                                          _times=self.contract._times)

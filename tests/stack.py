@@ -28,6 +28,7 @@ class BridgeStack:
     web_threads: int = 32
     workers: int = 2
     cron: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen] = field(default_factory=list)
 
@@ -54,6 +55,7 @@ class BridgeStack:
             "LOG_LEVEL": "WARNING",
             "EVENT_RETRY_INTERVALS": "1,2,4",
         })
+        env.update(self.extra_env)
         return env
 
     def start(self) -> BridgeStack:

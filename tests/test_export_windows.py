@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.export.windows import DAY, Outcome, Planner, Window
+from bot.export.windows import DAY, Outcome, Planner, PlanOptions, Window
 
 START = datetime(2022, 1, 1)
 
@@ -26,7 +26,7 @@ def _rows_between(counts: list[int], start: datetime, end: datetime) -> int:
 
 def _run(counts: list[int], cap: int = 1000, **options):
     """Export everything against per-day counts; files are truncated at the cap like the UI."""
-    planner = Planner(START, START + DAY * len(counts), cap=cap, **options)
+    planner = Planner(START, START + DAY * len(counts), PlanOptions(cap=cap, **options))
     accepted, unexportable, calls = [], [], 0
     while (window := planner.take()) is not None:
         calls += 1
@@ -69,9 +69,9 @@ def test_finer_bounds_split_a_busy_day_when_allowed():
 
 def test_bad_configuration_is_refused():
     with pytest.raises(ValueError):
-        Planner(START, START, cap=1000)
+        Planner(START, START)
     with pytest.raises(ValueError):
-        Planner(START, START + DAY, fill=1.5)
+        PlanOptions(fill=1.5)
 
 
 @settings(max_examples=150, deadline=None)

@@ -13,6 +13,7 @@ TYPE_FAMILIES = {
     types.Text: "string",
     types.DateTime: "datetime",
     types.Boolean: "boolean",
+    types.Float: "float",
 }
 
 

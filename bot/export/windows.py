@@ -40,23 +40,94 @@ class Window:
         return Window(self.start, middle), Window(middle, self.end)
 
 
-@dataclass
-class Planner:
-    start: datetime
-    end: datetime
+@dataclass(frozen=True)
+class PlanOptions:
     cap: int = 1000
     initial: timedelta = timedelta(days=7)
     fill: float = 0.9  # aim new windows at this share of the cap
     min_span: timedelta = DAY  # smaller than a day only if the endpoint takes finer bounds
     max_span: timedelta = timedelta(days=92)
-    _cursor: datetime = field(init=False)
-    _retry: deque[Window] = field(init=False, default_factory=deque)
     smoothing: float = 0.5  # weight of the newest accepted window in the density estimate
-    _density: float | None = field(init=False, default=None)  # rows per second, smoothed
 
     def __post_init__(self) -> None:
         if not 0 < self.fill < 1:
             raise ValueError("fill must be between 0 and 1")
+        if self.cap < 1:
+            raise ValueError("cap must be positive")
+        if self.min_span <= timedelta(0) or DAY % self.min_span:
+            raise ValueError("min_span must divide a day")
+
+
+def next_window(
+    cursor: datetime, end: datetime, density: float | None, options: PlanOptions
+) -> Window | None:
+    """Fresh ground from `cursor`, sized from the density seen so far (records per second)."""
+    if cursor >= end:
+        return None
+    if density is None:
+        span = options.initial
+    elif density == 0:
+        span = options.max_span
+    else:
+        span = timedelta(seconds=options.fill * options.cap / density)
+    span = max(options.min_span, min(options.max_span, span))
+    span = (span // options.min_span) * options.min_span  # whole units (days by default)
+    return Window(cursor, min(end, cursor + span))
+
+
+def judge(
+    window: Window,
+    rows: int,
+    options: PlanOptions,
+    *,
+    first_created: datetime | None = None,
+    last_created: datetime | None = None,
+) -> tuple[Outcome, tuple[Window, ...]]:
+    """What a window's file of `rows` rows means, and the windows that replace a split one.
+
+    A possibly truncated file still tells where its rows lie: if they stop well before the
+    window's end (or start well after its start) the split goes there, so the part the file
+    covered is re-exported whole and the rest separately; otherwise the window is halved.
+    Correctness never depends on which rows the endpoint kept: both parts are verified again.
+    """
+    if rows < options.cap:
+        return Outcome.ACCEPTED, ()
+    if window.span <= options.min_span:
+        return Outcome.UNEXPORTABLE, ()
+    unit = options.min_span
+    cut = None
+    if last_created is not None:
+        candidate = window.start + ((last_created - window.start) // unit) * unit
+        if window.start < candidate < window.end:
+            cut = candidate
+    if cut is None and first_created is not None:
+        steps = -((window.start - first_created) // unit)  # ceiling
+        candidate = window.start + steps * unit
+        if window.start < candidate < window.end:
+            cut = candidate
+    if cut is None:
+        return Outcome.SPLIT, window.halves(unit)
+    return Outcome.SPLIT, (Window(window.start, cut), Window(cut, window.end))
+
+
+def smoothed(density: float | None, window: Window, rows: int, options: PlanOptions) -> float:
+    seen = rows / window.span.total_seconds()
+    return seen if density is None else options.smoothing * seen + (1 - options.smoothing) * density
+
+
+@dataclass
+class Planner:
+    """The planning loop in memory (one window at a time); the runner keeps the same state in
+    the database instead: cursor and density on the run, split children as planned windows."""
+
+    start: datetime
+    end: datetime
+    options: PlanOptions = field(default_factory=PlanOptions)
+    _cursor: datetime = field(init=False)
+    _retry: deque[Window] = field(init=False, default_factory=deque)
+    _density: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
         if self.end <= self.start:
             raise ValueError("the range is empty")
         self._cursor = self.start
@@ -66,34 +137,27 @@ class Planner:
         return not self._retry and self._cursor >= self.end
 
     def take(self) -> Window | None:
-        """The next window to export: split halves first, then fresh ground; None when done."""
+        """The next window to export: split parts first, then fresh ground; None when done."""
         if self._retry:
             return self._retry.popleft()
-        if self._cursor >= self.end:
-            return None
-        window = Window(self._cursor, min(self.end, self._cursor + self._next_span()))
-        self._cursor = window.end
+        window = next_window(self._cursor, self.end, self._density, self.options)
+        if window is not None:
+            self._cursor = window.end
         return window
 
-    def report(self, window: Window, rows: int) -> Outcome:
+    def report(
+        self,
+        window: Window,
+        rows: int,
+        *,
+        first_created: datetime | None = None,
+        last_created: datetime | None = None,
+    ) -> Outcome:
         """What the exported file of `window` held."""
-        if rows < self.cap:
-            seen = rows / window.span.total_seconds()
-            self._density = seen if self._density is None else (
-                self.smoothing * seen + (1 - self.smoothing) * self._density)
-            return Outcome.ACCEPTED
-        if window.span <= self.min_span:
-            return Outcome.UNEXPORTABLE
-        first, second = window.halves(self.min_span)
-        self._retry.extendleft([second, first])  # re-export both halves before anything new
-        return Outcome.SPLIT
-
-    def _next_span(self) -> timedelta:
-        if self._density is None:
-            span = self.initial
-        elif self._density == 0:
-            span = self.max_span
-        else:
-            span = timedelta(seconds=self.fill * self.cap / self._density)
-        span = max(self.min_span, min(self.max_span, span))
-        return (span // self.min_span) * self.min_span  # whole units (days by default)
+        outcome, parts = judge(
+            window, rows, self.options, first_created=first_created, last_created=last_created
+        )
+        if outcome is Outcome.ACCEPTED:
+            self._density = smoothed(self._density, window, rows, self.options)
+        self._retry.extendleft(reversed(parts))  # re-export the parts before anything new
+        return outcome

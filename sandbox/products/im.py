@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 
 from sandbox import envelope
+from sandbox.contract import CONTRACT_CHAT_ID
 from sandbox.guard import open_api, state
 
 bp = Blueprint("sandbox_im", __name__)
@@ -64,3 +66,57 @@ def reply_message(message_id: str):
     message, _ = st.add_bot_message(chat_id=parent.chat_id, msg_type=body["msg_type"],
                                     content=body["content"], uuid=body.get("uuid"), parent=parent)
     return envelope.ok(message.to_api(st.config.app_id))
+
+
+@bp.get("/open-apis/im/v1/messages")
+@open_api
+def list_messages():
+    """A chat's history, oldest first by default, `start_time`/`end_time` in seconds."""
+    st = state()
+    if request.args.get("container_id_type") != "chat" or not request.args.get("container_id"):
+        return envelope.fail(envelope.IM_INVALID_PARAM, "container_id_type=chat and container_id required")
+    chat_id = request.args["container_id"]
+    if chat_id == CONTRACT_CHAT_ID and not _as_user():
+        return envelope.fail(envelope.IM_BOT_NOT_IN_CHAT, "bot is not in the chat (read it as the user)")
+    try:
+        start = int(request.args.get("start_time", "0")) * 1000
+        end = int(request.args.get("end_time", str(2**40))) * 1000
+        size = min(50, max(1, int(request.args.get("page_size", "20"))))
+        offset = int(request.args.get("page_token") or 0)
+    except ValueError:
+        return envelope.fail(envelope.IM_INVALID_PARAM, "bad start_time, end_time, page_size or page_token")
+    with st.lock:
+        found = sorted((m for m in st.messages.values()
+                        if m.chat_id == chat_id and start <= m.create_time <= end),
+                       key=lambda m: (m.create_time, m.message_id),
+                       reverse=request.args.get("sort_type") == "ByCreateTimeDesc")
+    page = found[offset:offset + size]
+    more = offset + size < len(found)
+    return envelope.ok({"items": [m.to_api(st.config.app_id) for m in page], "has_more": more,
+                        "page_token": str(offset + size) if more else ""})
+
+
+@bp.get("/open-apis/im/v1/messages/<message_id>/resources/<file_key>")
+@open_api
+def message_resource(message_id: str, file_key: str):
+    st = state()
+    message = st.messages.get(message_id)
+    if message is None or request.args.get("type") not in ("file", "image"):
+        return envelope.fail(envelope.IM_INVALID_PARAM, "message not found or bad type")
+    if json.loads(message.content).get("file_key") != file_key:
+        return envelope.fail(envelope.IM_RESOURCE_MISMATCH, "the resource key does not belong to the message")
+    if message.chat_id == CONTRACT_CHAT_ID and not _as_user():
+        return envelope.fail(envelope.IM_BOT_NOT_IN_CHAT, "bot is not in the chat (read it as the user)")
+    export_file = st.contract.files.get(file_key)
+    if export_file is None:
+        return envelope.fail(envelope.IM_RESOURCE_MISMATCH, "resource not found")
+    if export_file.denied:
+        return envelope.fail(envelope.IM_RESOURCE_DENIED, "no permission to download this resource", 403)
+    response = Response(export_file.content, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(export_file.file_name)}"
+    return response
+
+
+def _as_user() -> bool:
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return state().user_token_state(token) == "valid"

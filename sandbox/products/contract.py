@@ -1,0 +1,147 @@
+"""Feishu Contract's internal export endpoint (browser-session auth), as the bridge calls it.
+
+Wire details are assumptions (the endpoint is undocumented; see docs/sandbox.md): success is
+`{"code": 0, "msg": "success", "data": {"taskId": …}}`; a missing or stale session answers
+HTTP 401, a csrf mismatch 403, throttling 429, a bad body 400 — each with a JSON
+`{code, msg}` whose code repeats the HTTP status.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, jsonify, request
+
+from sandbox.contract import CONTRACT_BOT_APP_ID, CONTRACT_CHAT_ID, file_message_content
+from sandbox.events import message_receive
+from sandbox.guard import state
+from sandbox.state import Message
+
+bp = Blueprint("sandbox_contract", __name__)
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+def _fail(status: int, msg: str):
+    response = jsonify(code=status, msg=msg, data=None)
+    response.status_code = status
+    return response
+
+
+def _auth_problem(world) -> tuple[int, str] | None:
+    problem = world.cookie_problem(request.cookies, request.headers.get("csrf-token"))
+    if problem is None:
+        return None
+    return (403 if "csrf" in problem else 401), problem
+
+
+def _body_problem(body, finer: bool) -> str | None:
+    if not isinstance(body, dict):
+        return "body must be a JSON object"
+    bounds = body.get("searchCooperationByCreateTime")
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(isinstance(b, str) for b in bounds):
+        return "searchCooperationByCreateTime must be [start, end]"
+    patterns = (DATE, DATETIME) if finer else (DATE,)
+    if not all(any(p.match(b) for p in patterns) for b in bounds):
+        return "bad time bounds: " + ("dates or datetimes" if finer else "dates (YYYY-MM-DD)") + " expected"
+    if bounds[0] > bounds[1] + ("" if len(bounds[1]) > 10 else " 23:59:59"):
+        return "start is after end"
+    if not isinstance(body.get("keyword", ""), str) or not isinstance(body.get("searchTabEnumCode", 0), int):
+        return "keyword must be a string and searchTabEnumCode an integer"
+    return None
+
+
+@bp.post("/clm/api/cooperation/exportCooperationRecords")
+def export_records():
+    st = state()
+    world = st.contract
+    status, answer = _export(st, world)
+    with world.lock:
+        world.calls.append({"status": status, "body": request.get_json(silent=True), "answer": answer})
+    response = jsonify(answer)
+    response.status_code = status
+    return response
+
+
+def _export(st, world) -> tuple[int, dict]:
+    problem = _auth_problem(world)
+    if problem:
+        return problem[0], {"code": problem[0], "msg": problem[1], "data": None}
+    roll = world.roll()
+    if roll < world.faults.rate_limit:
+        return 429, {"code": 429, "msg": "too many requests", "data": None}
+    if roll < world.faults.rate_limit + world.faults.server_error:
+        return 500, {"code": 500, "msg": "internal error (sandbox fault)", "data": None}
+    if request.headers.get("Timezone-Offset") is None:
+        return 400, {"code": 400, "msg": "Timezone-Offset header is required", "data": None}
+    body = request.get_json(force=True, silent=True)
+    problem_text = _body_problem(body, world.faults.finer_bounds)
+    if problem_text:
+        return 400, {"code": 400, "msg": problem_text, "data": None}
+    task_id = st.next_id("exp")
+    start, end = body["searchCooperationByCreateTime"]
+    with world.lock:
+        world.exports.append(
+            {"task_id": task_id, "start": start, "end": end, "keyword": body.get("keyword", "")}
+        )
+    delay = world.faults.delay_seconds + world.roll() * world.faults.jitter_seconds
+    world.schedule(delay, lambda: complete_export(st, task_id, start, end, body.get("keyword", "")))
+    return 200, {"code": 0, "msg": "success", "data": {"taskId": task_id}}
+
+
+def complete_export(st, task_id: str, start: str, end: str, keyword: str) -> None:
+    """The export finished: post its file to the user's chat with the contract bot."""
+    world = st.contract
+    rows = world.select(start, end)
+    if keyword:
+        rows = [r for r in rows if keyword in r.values[1] or keyword in r.values[2]]
+    export_file = world.build_file(task_id, rows[: world.cap])
+    if world.roll() < world.faults.lose_message:
+        _mark(world, task_id, "lost")
+        return
+    copies = 2 if world.roll() < world.faults.duplicate_message else 1
+    _mark(world, task_id, "duplicated" if copies == 2 else "sent")
+    for copy in range(copies):
+        this = (
+            export_file
+            if copy == 0
+            else type(export_file)(
+                f"{export_file.file_key}_dup", export_file.file_name, export_file.content, export_file.rows
+            )
+        )
+        this.denied = world.roll() < world.faults.deny_download
+        with world.lock:
+            world.files[this.file_key] = this
+        message = Message(
+            st.next_id("om_"),
+            CONTRACT_CHAT_ID,
+            "file",
+            file_message_content(this),
+            "app",
+            CONTRACT_BOT_APP_ID,
+        )
+        with st.lock:
+            st.messages[message.message_id] = message
+        if world.faults.events and st.sender.config.webhook_url:
+            event = message_receive(message, chat_type="p2p", tenant_key=st.config.app_id)
+            event["sender"]["sender_type"] = "app"
+            st.sender.send(
+                st.sender.envelope("im.message.receive_v1", event), encrypted=st.config.encrypt_events
+            )
+
+
+def _mark(world, task_id: str, outcome: str) -> None:
+    with world.lock:
+        for export in world.exports:
+            if export["task_id"] == task_id:
+                export["outcome"] = outcome
+
+
+@bp.get("/clm/api/user/info")
+def user_info():
+    """What a cheap auth probe reads: who the session belongs to."""
+    problem = _auth_problem(state().contract)
+    if problem:
+        return _fail(*problem)
+    return jsonify(code=0, msg="success", data={"name": "沙箱用户", "tenant": "sandbox"})

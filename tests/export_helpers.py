@@ -1,0 +1,97 @@
+"""Driving a contract export through the real stack, for the export tests and the bench."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from bot.models import CooperationRecord
+from sandbox.contract import CONTRACT_CHAT_ID
+from sandbox.seed_contract import COLUMNS, ID_COLUMN
+from sandbox.state import DEFAULT_USER_OPEN_ID
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def export_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
+    env = {
+        "EXPORT_CHAT_ID": CONTRACT_CHAT_ID,
+        "EXPORT_USER": DEFAULT_USER_OPEN_ID,
+        "EXPORT_FINER_BOUNDS": "true",
+        "EXPORT_CONCURRENCY": "4",
+        "EXPORT_QPS": "50",
+        "EXPORT_FILE_TIMEOUT_SECONDS": "20",
+        "EXPORT_SUBMIT_LEASE_SECONDS": "10",
+        "EXPORT_BACKOFF_SECONDS": "0.2",
+        "EXPORT_BACKOFF_MAX_SECONDS": "2",
+        "EXPORT_MESSENGER_URL": f"{sandbox_url}/next/messenger",
+        "EXPORT_POLL_SECONDS": "0",
+        "EXPORT_TICK_SECONDS": "2",
+    }
+    env.update(overrides)
+    return env
+
+
+def cli(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        env=env,
+        input=stdin,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"feishu-bridge {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    return done
+
+
+def store_auth(env: dict[str, str], sandbox_url: str) -> None:
+    curl = httpx.get(f"{sandbox_url}/sandbox/contract/curl").text
+    cli(env, "export", "auth", "--from-curl", "-", stdin=curl)
+
+
+def truth(state) -> dict[str, tuple]:
+    return state.contract.truth()
+
+
+def table_rows(services) -> dict[str, tuple]:
+    with services.sessions() as session:
+        rows = session.execute(select(CooperationRecord.record_id, CooperationRecord.data)).all()
+    return {rid: tuple(json.loads(data)[c] for c in COLUMNS) for rid, data in rows}
+
+
+def workbook_rows(path: Path) -> tuple[list[str], dict[str, tuple], int]:
+    """The merged workbook read back with openpyxl: (header, rows by id, row count)."""
+    book = load_workbook(path, read_only=True)
+    sheet = book["协同记录"]
+    rows = sheet.iter_rows(values_only=True)
+    header = list(next(rows))
+    by_id, count = {}, 0
+    at = header.index(ID_COLUMN)
+    for row in rows:
+        count += 1
+        by_id[row[at]] = tuple(row[header.index(c)] for c in COLUMNS)
+    book.close()
+    return header, by_id, count
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
