@@ -7,12 +7,13 @@ from datetime import date
 
 import httpx
 import pytest
+from redis import Redis
 
 from bot.db import init_schema
 from bot.services import build_services
 from sandbox.seed_contract import COLUMNS
 from tests.conftest import make_settings
-from tests.export_helpers import cli, export_env, store_auth, table_rows, truth, workbook_rows
+from tests.export_helpers import cli, export_env, store_auth, table_rows, truth, wait_for, workbook_rows
 from tests.oauth_helpers import authorize
 from tests.stack import BridgeStack
 
@@ -21,6 +22,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def export_stack(tmp_path, redis_url, sandbox):
+    yield from _stack(tmp_path, redis_url, sandbox)
+
+
+def _stack(tmp_path, redis_url, sandbox, **env):
     base_url, state = sandbox
     database_url = f"sqlite:///{tmp_path / 'bridge.db'}"
     settings = make_settings(
@@ -33,9 +38,9 @@ def export_stack(tmp_path, redis_url, sandbox):
     services = build_services(settings)
     init_schema(services.engine)
     authorize(services)
-    stack = BridgeStack(
-        tmp_path, database_url, redis_url, base_url, workers=3, extra_env=export_env(base_url)
-    )
+    Redis.from_url(redis_url).flushdb()  # no delayed jobs left over from an earlier test's run
+    extra = export_env(base_url, ADMIN_CHAT_ID="oc_admins", SWEEP_INTERVAL_SECONDS="2", **env)
+    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=3, cron=True, extra_env=extra)
     stack.start()
     state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
     try:
@@ -116,3 +121,60 @@ def test_run_with_faults_is_exact(export_stack):
         f"lost {outcomes.count('lost')}, "
         f"duplicated {outcomes.count('duplicated')}, browser downloads {via.count('browser')}"
     )
+
+
+def _alerted(state) -> bool:
+    return any(
+        m.chat_id == "oc_admins" and "暂停" in json.loads(m.content)["text"] for m in list(state.bot_sent)
+    )
+
+
+def _status(env) -> dict:
+    return json.loads(cli(env, "export", "status", "--json").stdout)
+
+
+def test_kill_nine_mid_run_then_resume_is_exact(export_stack):
+    stack, services, state, base_url = export_stack
+    env = stack.env()
+    store_auth(env, base_url)
+    cli(env, "export", "run", "--from", "2024-05-01", "--to", "2024-08-31", "--no-wait")
+    assert wait_for(lambda: _status(env)["windows"].get("verified", 0) >= 3, 120)
+    workers = [p for p in stack.processes if "worker" in p.args]
+    for process in workers:
+        process.kill()  # SIGKILL: work horses die with nothing cleaned up
+        process.wait()
+    for process in stack.processes[:]:
+        if process in workers:
+            stack.processes.remove(process)
+            stack._spawn(process.args, env, open(stack.workdir / "stack.log", "ab"))  # noqa: SIM115
+    status = json.loads(cli(env, "export", "resume", "--json", timeout=600).stdout)
+    assert status["status"] == "done" and not status["problems"], status
+    report = json.loads(cli(env, "export", "merge", "--json").stdout)
+    expected = _in_range(state, date(2024, 5, 1), date(2024, 8, 31))
+    assert report["ok"] and report["totals"]["records"] == len(expected)
+    assert table_rows(services) == expected
+
+
+def test_expired_session_pauses_alerts_and_resumes_exactly(export_stack):
+    stack, services, state, base_url = export_stack
+    env = stack.env()
+    store_auth(env, base_url)
+    cli(env, "export", "run", "--from", "2023-01-01", "--to", "2023-06-30", "--no-wait")
+    assert wait_for(lambda: _status(env)["windows"].get("verified", 0) >= 2, 120)
+    httpx.post(f"{base_url}/sandbox/contract/expire-session").raise_for_status()
+    assert wait_for(lambda: _status(env)["status"] == "paused", 120)
+    assert "auth" in _status(env)["pause_reason"]
+    # the alert reaches the admin chat (deliver_alerts runs from cron)
+    assert wait_for(lambda: _alerted(state), 60), [(p.args[-1], p.poll()) for p in stack.processes]
+    stale = cli(env, "export", "resume", check=False)
+    assert stale.returncode != 0 and "export auth --from-curl" in stale.stderr
+    store_auth(env, base_url)  # the user copies a fresh curl
+    status = json.loads(cli(env, "export", "resume", "--json", timeout=600).stdout)
+    assert status["status"] == "done" and not status["problems"], status
+    report = json.loads(cli(env, "export", "merge", "--json").stdout)
+    expected = _in_range(state, date(2023, 1, 1), date(2023, 6, 30))
+    assert report["ok"] and report["totals"]["records"] == len(expected)
+    assert table_rows(services) == expected
+    log = stack.log_text() + (stack.workdir / "var").as_posix()
+    for secret in state.contract.credentials().values():
+        assert secret not in log

@@ -223,9 +223,30 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     assert apply_cache_changes(source.id, DEFECTS_TABLE)["applied"] == 1
     httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
     assert refresh_cache_schema(source.id, DEFECTS_TABLE) == 15
+    # poll_export_messages and download_export_file: the contract bot's chat, read as the user
+    from datetime import datetime
+
+    from bot.export import runner
+    from bot.export.contract import Answer, Reply
+    from jobs.export import download_export_file, poll_export_messages
+    from sandbox.contract import CONTRACT_CHAT_ID
+    from sandbox.products.contract import complete_export
+
+    services.settings.export_chat_id = CONTRACT_CHAT_ID
+    services.settings.export_user = DEFAULT_USER_OPEN_ID
+    run_id = runner.create_run(services.engine, datetime(2024, 6, 3), datetime(2024, 6, 5),
+                               runner.RunOptions())
+    [window_id] = runner.plan(services.engine, run_id)[:1]
+    runner.record_submission(services.engine, window_id, Reply(Answer.OK, 200, "ok"))
+    state.contract.faults.events = False
+    complete_export(state, "exp-tokens", "2024-06-03", "2024-06-04", "")
+    httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
+    assert poll_export_messages() == 1
+    httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
+    assert download_export_file(1) == "matched"
     with services.sessions() as session:
         outcomes = list(session.scalars(select(TokenRefresh.outcome)))
-    assert outcomes == ["authorized"] + ["refreshed"] * 4
+    assert outcomes == ["authorized"] + ["refreshed"] * 6
 
 
 def _fail_updates(services, on: bool) -> None:

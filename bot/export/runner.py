@@ -174,8 +174,8 @@ def plan(engine: Engine, run_id: int, now: datetime | None = None) -> list[int]:
     parts and retries first, then fresh ground sized by the density seen so far)."""
     now = now or utcnow()
     with Session(engine) as session, session.begin():
-        run = session.get_one(ExportRun, run_id)
-        if run.status != "running":
+        run = session.get(ExportRun, run_id)
+        if run is None or run.status != "running":
             return []
         options = RunOptions.from_json(run.options)
         windows = list(
