@@ -217,6 +217,7 @@ CREATE TABLE IF NOT EXISTS export_runs (
     cursor_at    TIMESTAMP NOT NULL,
     density      REAL,                 -- records per second, smoothed over accepted windows
     calls        INTEGER NOT NULL DEFAULT 0,  -- export submissions the endpoint accepted
+    count_calls  INTEGER NOT NULL DEFAULT 0,  -- list requests made to size windows
     pause_reason TEXT,
     created_at   TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at   TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     export_keyword: str = ""
     export_search_tab: int = 0  # searchTabEnumCode
     export_concurrency: int = 3  # windows exported at once
+    # The cooperation list's search endpoint (same session); its `total` sizes windows exactly.
+    # Empty: size windows from the density of earlier files only (more export calls).
+    export_count_path: str = "/clm/api/cooperation/searchCooperationRecords"
+    export_count_qps: float = 5.0
     export_qps: float = 0.5  # export submissions per second, at most
     export_max_failures: int = 8  # failed submissions of one window before it is marked failed
     export_backoff_seconds: float = 5.0  # first retry delay after a 429/5xx; doubles, with jitter

@@ -301,6 +301,7 @@ class ExportRun(Base):
     cursor_at: Mapped[datetime] = mapped_column(DateTime)
     density: Mapped[float | None] = mapped_column(Float)
     calls: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    count_calls: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     pause_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))

@@ -7,15 +7,19 @@ run's Redis lock so concurrent jobs never decide about one run at the same time.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import TypeVar
 
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
 from bot.alerts import raise_alert
 from bot.export import auth as export_auth
 from bot.export import catch, download, runner
 from bot.export.contract import Answer, Reply, bounds
+from bot.export.windows import Window, fit_window
 from bot.queue import QueueName, enqueue_once, retry_policy
 from bot.services import Services, current
 from jobs.timing import instrumented
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DOWNLOAD_RETRIES = [5, 30, 120, 600]
 QPS_KEY = "fb:export:qps"
+COUNT_QPS_KEY = "fb:export:count-qps"
 
 
 @contextmanager
@@ -65,12 +70,75 @@ def enqueue_download(services: Services, file_id: int) -> None:
 @instrumented("plan_export")
 def plan_export(run_id: int) -> list[int]:
     services = current()
-    ids = locked(services, run_id, lambda: runner.plan(services.engine, run_id))
+    step = locked(services, run_id, lambda: runner.plan(services.engine, run_id))
+    ids = list(step.ids)
+    if step.fresh_wanted:
+        sized, counted = size_windows(services, step)
+        again = locked(
+            services, run_id, lambda: runner.plan(services.engine, run_id, sized=sized, counted=counted)
+        )
+        ids += again.ids
     for window_id in ids:
         services.queues[QueueName.EXPORTS].enqueue(
             submit_export_window, window_id, job_timeout=120, description=f"export window {window_id}"
         )
     return ids
+
+
+def size_windows(services: Services, step: runner.Step) -> tuple[list[Window], int]:
+    """Fresh windows from the run's cursor, each as long as the list endpoint's counts allow.
+    On any failure to count, an empty list: the planner falls back to density this time."""
+    assert step.options is not None and step.cursor is not None and step.end is not None
+    options, plan_options = step.options, step.options.plan()
+    settings = services.settings
+    calls = 0
+
+    @retry(retry=retry_if_exception_type(CountRetryable), stop=stop_after_attempt(6),
+           wait=wait_random_exponential(multiplier=0.2, max=5), reraise=True)
+    def count(start, end) -> int:
+        nonlocal calls
+        _wait_for_slot(services, COUNT_QPS_KEY, settings.export_count_qps)
+        low, high = bounds(start, end, options.finer_bounds)
+        calls += 1
+        reply = services.contract.count(auth, settings.export_count_path, low, high, options.filters())
+        if reply.answer in (Answer.RATE, Answer.SERVER):
+            raise CountRetryable(reply.detail)
+        if reply.answer is not Answer.OK or reply.total is None:
+            raise CountUnavailable(reply.detail)
+        return reply.total
+
+    sized: list[Window] = []
+    try:
+        auth = export_auth.load(services.engine, services.secret_box)
+        cursor, density = step.cursor, step.density
+        for _ in range(step.fresh_wanted):
+            guess = (
+                plan_options.initial
+                if not density
+                else timedelta(seconds=plan_options.fill * plan_options.cap / density)
+            )
+            window = fit_window(cursor, step.end, count, plan_options, guess)
+            if window is None:
+                break
+            sized.append(window)
+            cursor = window.end
+    except (CountUnavailable, export_auth.NoExportAuth) as exc:
+        log.warning("cannot count records; sizing by density", extra={"error": str(exc)})
+    return sized, calls
+
+
+class CountUnavailable(RuntimeError):
+    """The list endpoint cannot be used to count (auth, unknown endpoint, no total)."""
+
+
+class CountRetryable(CountUnavailable):
+    """Throttled or a server error: worth a few quick retries."""
+
+
+def _wait_for_slot(services: Services, key: str, qps: float) -> None:
+    gap_ms = max(1, int(1000 / max(qps, 0.001)))
+    while not services.redis.set(key, 1, nx=True, px=gap_ms):
+        time.sleep(max(services.redis.pttl(key), 1) / 1000)
 
 
 @instrumented("submit_export_window")

@@ -79,6 +79,7 @@ class ContractWorld:
     csrf_token: str = "sandbox-csrf-token-0001"
     exports: list[dict[str, Any]] = field(default_factory=list)  # every accepted export request
     calls: list[dict[str, Any]] = field(default_factory=list)  # every export call and its answer
+    count_calls: int = 0  # answered list (count) requests
     files: dict[str, ExportFile] = field(default_factory=dict)
     messenger_sessions: set[str] = field(default_factory=set)
     qr_codes: dict[str, bool] = field(default_factory=dict)  # qr id → scanned

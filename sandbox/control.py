@@ -288,7 +288,8 @@ def contract_faults():
 def contract_exports():
     world = state().contract
     with world.lock:
-        return jsonify(items=list(world.exports), calls=len(world.calls), total=len(world.records))
+        return jsonify(items=list(world.exports), calls=len(world.calls), count_calls=world.count_calls,
+                       total=len(world.records))
 
 
 @bp.post("/messenger/scan")

@@ -27,7 +27,7 @@ def export_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
         "EXPORT_FINER_BOUNDS": "true",
         "EXPORT_CONCURRENCY": "4",
         "EXPORT_QPS": "50",
-        "EXPORT_FILE_TIMEOUT_SECONDS": "20",
+        "EXPORT_FILE_TIMEOUT_SECONDS": "12",
         "EXPORT_SUBMIT_LEASE_SECONDS": "10",
         "EXPORT_BACKOFF_SECONDS": "0.2",
         "EXPORT_BACKOFF_MAX_SECONDS": "2",

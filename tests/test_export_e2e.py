@@ -68,20 +68,23 @@ def test_small_range_with_the_over_cap_day(export_stack):
     assert table_rows(services) == expected
 
 
+# The issue's rates (10% 5xx, 5% 429, 5% lost, 5% duplicated, 3% downloads denied) are what
+# bench/export.py --faults runs over all 80,000 records; a half-year run makes ~10 exports, so
+# the message and download faults are raised here to be sure each one happens.
 FAULTS = {
     "server_error": 0.10,
     "rate_limit": 0.05,
-    "lose_message": 0.05,
-    "duplicate_message": 0.05,
+    "lose_message": 0.15,
+    "duplicate_message": 0.2,
     "jitter_seconds": 1.5,
-    "deny_download": 0.03,
+    "deny_download": 0.2,
     "auto_scan": True,
 }
 
 
 @pytest.mark.timeout(900)
 def test_run_with_faults_is_exact(export_stack):
-    """A year with the over-cap day, every fault knob on; some downloads go through the web
+    """Half a year with the over-cap day, every fault knob on; some downloads go through the web
     messenger in headless Chromium. Workbook and table equal the sandbox exactly. (The full
     80,000-record run is bench/export.py's.)"""
     stack, services, state, base_url = export_stack
@@ -94,7 +97,7 @@ def test_run_with_faults_is_exact(export_stack):
     )
     assert status["status"] == "done" and not status["problems"], status
     report = json.loads(cli(env, "export", "merge", "--json", check=False).stdout)
-    expected = _in_range(state, date(2024, 1, 1), date(2024, 12, 31))
+    expected = _in_range(state, date(2024, 4, 1), date(2024, 9, 30))
     assert report["ok"], report
     assert report["totals"]["records"] == len(expected) and report["spot_check"]["mismatches"] == []
     # the seed's acceptance item 5: the final Excel's fields and data, checked against the source

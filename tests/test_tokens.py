@@ -236,7 +236,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     services.settings.export_user = DEFAULT_USER_OPEN_ID
     run_id = runner.create_run(services.engine, datetime(2024, 6, 3), datetime(2024, 6, 5),
                                runner.RunOptions())
-    [window_id] = runner.plan(services.engine, run_id)[:1]
+    [window_id] = runner.plan(services.engine, run_id, sized=[]).ids[:1]
     runner.record_submission(services.engine, window_id, Reply(Answer.OK, 200, "ok"))
     state.contract.faults.events = False
     complete_export(state, "exp-tokens", "2024-06-03", "2024-06-04", "")

@@ -33,6 +33,7 @@ class Reply:
     status: int | None
     detail: str
     task_id: str | None = None
+    total: int | None = None
 
 
 def classify(status: int | None, doc: Any) -> Answer:
@@ -65,6 +66,12 @@ class ContractClient:
         headers = {"timezone-offset": TIMEZONE_OFFSET, **auth.request_headers()}
         return self._send("POST", auth.url, headers, export_body(auth, start, end, filters))
 
+    def count(self, auth: ExportAuth, path: str, start: str, end: str, filters: dict[str, Any]) -> Reply:
+        """How many records the export of [start, end] would hold (the list endpoint's total)."""
+        headers = {"timezone-offset": TIMEZONE_OFFSET, **auth.request_headers()}
+        body = {**export_body(auth, start, end, filters), "pageNum": 1, "pageSize": 1}
+        return self._send("POST", auth.origin + path, headers, body)
+
     def probe(self, auth: ExportAuth) -> Reply:
         headers = {k: v for k, v in auth.request_headers().items() if k != "content-type"}
         return self._send("GET", auth.origin + PROBE_PATH, headers, None)
@@ -82,4 +89,5 @@ class ContractClient:
         msg = doc.get("msg") if isinstance(doc, dict) else response.text[:200]
         data = doc.get("data") if isinstance(doc, dict) else None
         task = data.get("taskId") if isinstance(data, dict) else None
-        return Reply(answer, response.status_code, f"HTTP {response.status_code}: {msg}", task)
+        total = data.get("total") if isinstance(data, dict) and isinstance(data.get("total"), int) else None
+        return Reply(answer, response.status_code, f"HTTP {response.status_code}: {msg}", task, total)

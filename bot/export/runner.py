@@ -48,6 +48,7 @@ class RunOptions:
     backoff_seconds: float = 5.0
     backoff_max_seconds: float = 600.0
     file_timeout_seconds: float = 900.0
+    count_sizing: bool = False  # size windows with the list endpoint's totals
     submit_lease_seconds: float = 120.0  # a window claimed this long ago by a job that died is freed
 
     @classmethod
@@ -65,6 +66,7 @@ class RunOptions:
             "backoff_max_seconds": settings.export_backoff_max_seconds,
             "file_timeout_seconds": settings.export_file_timeout_seconds,
             "submit_lease_seconds": settings.export_submit_lease_seconds,
+            "count_sizing": bool(settings.export_count_path),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -169,14 +171,35 @@ def retry_window(engine: Engine, run_id: int, window_id: int) -> None:
 # -- planning ----------------------------------------------------------------------------
 
 
-def plan(engine: Engine, run_id: int, now: datetime | None = None) -> list[int]:
+@dataclass(frozen=True)
+class Step:
+    """What one planning step claimed, and how much fresh ground it still wants sized by counting."""
+
+    ids: list[int]
+    fresh_wanted: int = 0
+    cursor: datetime | None = None
+    end: datetime | None = None
+    density: float | None = None
+    options: RunOptions | None = None
+
+
+def plan(
+    engine: Engine,
+    run_id: int,
+    now: datetime | None = None,
+    *,
+    sized: list[Window] | None = None,
+    counted: int = 0,
+) -> Step:
     """One scheduling step: free stuck windows, then claim the windows to submit now (split
-    parts and retries first, then fresh ground sized by the density seen so far)."""
+    parts and retries first, then fresh ground). Fresh ground is sized by the density seen so
+    far — or, with count sizing, left for the caller to size by counting (outside the run's
+    lock) and handed back in `sized` (an empty list: counting failed, use density)."""
     now = now or utcnow()
     with Session(engine) as session, session.begin():
         run = session.get(ExportRun, run_id)
         if run is None or run.status != "running":
-            return []
+            return Step([])
         options = RunOptions.from_json(run.options)
         windows = list(
             session.scalars(
@@ -193,7 +216,7 @@ def plan(engine: Engine, run_id: int, now: datetime | None = None) -> list[int]:
                 _set(window, "planned", now, reason="submission abandoned (worker stopped); exporting again")
         in_flight = [w for w in windows if w.state in IN_FLIGHT]
         if any(w.serial for w in in_flight):
-            return []
+            return Step([])
         ready = sorted(
             (
                 w
@@ -204,6 +227,7 @@ def plan(engine: Engine, run_id: int, now: datetime | None = None) -> list[int]:
         )
         serial = [w for w in ready if w.serial]
         chosen: list[ExportWindow] = []
+        fresh_wanted = 0
         if serial:
             recent = any(
                 w.submitted_at is not None and w.submitted_at + options.file_timeout > now
@@ -217,8 +241,20 @@ def plan(engine: Engine, run_id: int, now: datetime | None = None) -> list[int]:
             chosen.extend(ready[: max(0, slots)])
             slots -= len(chosen)
             plan_options = options.plan()
+            run.count_calls += counted
+            queued = list(sized or [])
+            if options.count_sizing and sized is None and slots > 0 and run.cursor_at < run.range_end:
+                fresh_wanted = slots
+                slots = 0
             while slots > 0:
-                fresh = next_window(run.cursor_at, run.range_end, run.density, plan_options)
+                if queued:
+                    fresh: Window | None = queued.pop(0)
+                    if fresh is None or fresh.start != run.cursor_at:
+                        break  # sized from a cursor another step has moved on from
+                elif sized:
+                    break  # only what was sized; the next step sizes more
+                else:
+                    fresh = next_window(run.cursor_at, run.range_end, run.density, plan_options)
                 if fresh is None:
                     break
                 window = ExportWindow(
@@ -240,9 +276,9 @@ def plan(engine: Engine, run_id: int, now: datetime | None = None) -> list[int]:
         run.updated_at = now
         session.flush()
         ids = [w.id for w in chosen]
-        if not ids and not in_flight:
+        if not ids and not in_flight and not fresh_wanted:
             _finish_if_done(session, run, now)
-        return ids
+        return Step(ids, fresh_wanted, run.cursor_at, run.range_end, run.density, options)
 
 
 def _set(window: ExportWindow, state: str, now: datetime, *, reason: str | None = None) -> None:
@@ -484,6 +520,7 @@ def progress(engine: Engine, run_id: int) -> dict[str, Any]:
         "range": [run.range_start.isoformat(sep=" "), run.range_end.isoformat(sep=" ")],
         "cursor": run.cursor_at.isoformat(sep=" "),
         "calls": run.calls,
+        "count_calls": run.count_calls,
         "records": sum(w.rows or 0 for w in windows if w.state == "verified"),
         "windows": by_state,
         "windows_done": sum(by_state.get(s, 0) for s in ("verified", "unexportable", "failed")),

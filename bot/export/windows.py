@@ -11,6 +11,7 @@ are allowed) and still hits the cap is reported as unexportable: nothing is drop
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -161,3 +162,68 @@ class Planner:
             self._density = smoothed(self._density, window, rows, self.options)
         self._retry.extendleft(reversed(parts))  # re-export the parts before anything new
         return outcome
+
+
+def fit_window(
+    cursor: datetime,
+    end: datetime,
+    count: Callable[[datetime, datetime], int],
+    options: PlanOptions,
+    guess: timedelta,
+) -> Window | None:
+    """The longest window from `cursor` that holds fewer than `cap` records by `count`.
+
+    With a way to count records (the UI's list endpoint), a window need not be guessed from
+    density: gallop from the density's guess, then bisect, on whole days (fewest count calls);
+    only when the first day alone is over the cap, and finer bounds are allowed, bisect within
+    it on `min_span`. The export's own file is still what decides acceptance.
+    """
+    if cursor >= end:
+        return None
+    target = options.cap - 1
+    first = min(end, _next_midnight(cursor))
+
+    def boundary(k: int) -> datetime:  # k ≥ 1: the k-th day boundary after cursor (capped at end)
+        return min(end, first + DAY * (k - 1))
+
+    def fits(k: int) -> bool:
+        return count(cursor, boundary(k)) <= target
+
+    limit = max(1, options.max_span // DAY)
+    k = max(1, min(limit, round(guess / DAY)))
+    if fits(k):
+        low, high = k, None
+        while high is None and boundary(low) < end and low < limit:
+            probe = min(limit, low * 2)
+            if fits(probe):
+                low = probe
+            else:
+                high = probe
+        if high is None:
+            return Window(cursor, boundary(low))
+    else:
+        low, high = 0, k
+    while high - low > 1:
+        middle = (low + high) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle
+    if low > 0:
+        return Window(cursor, boundary(low))
+    if options.min_span >= DAY or first - cursor <= options.min_span:
+        return Window(cursor, first)  # one day (or unit) over the cap: the file check reports it
+    unit = options.min_span
+    low_steps, high_steps = 0, (first - cursor) // unit
+    while high_steps - low_steps > 1:
+        middle = (low_steps + high_steps) // 2
+        if count(cursor, cursor + unit * middle) <= target:
+            low_steps = middle
+        else:
+            high_steps = middle
+    return Window(cursor, cursor + unit * max(1, low_steps))
+
+
+def _next_midnight(moment: datetime) -> datetime:
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight + DAY

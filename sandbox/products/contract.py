@@ -15,6 +15,7 @@ from flask import Blueprint, jsonify, request
 from sandbox.contract import CONTRACT_BOT_APP_ID, CONTRACT_CHAT_ID, file_message_content
 from sandbox.events import message_receive
 from sandbox.guard import state
+from sandbox.seed_contract import COLUMNS
 from sandbox.state import Message
 
 bp = Blueprint("sandbox_contract", __name__)
@@ -93,9 +94,7 @@ def _export(st, world) -> tuple[int, dict]:
 def complete_export(st, task_id: str, start: str, end: str, keyword: str) -> None:
     """The export finished: post its file to the user's chat with the contract bot."""
     world = st.contract
-    rows = world.select(start, end)
-    if keyword:
-        rows = [r for r in rows if keyword in r.values[1] or keyword in r.values[2]]
+    rows = _matching(world, start, end, keyword)
     export_file = world.build_file(task_id, rows[: world.cap])
     if world.roll() < world.faults.lose_message:
         _mark(world, task_id, "lost")
@@ -136,6 +135,44 @@ def _mark(world, task_id: str, outcome: str) -> None:
         for export in world.exports:
             if export["task_id"] == task_id:
                 export["outcome"] = outcome
+
+
+@bp.post("/clm/api/cooperation/searchCooperationRecords")
+def search_records():
+    """The cooperation list the export button sits on: one page of records and the total.
+    (Assumed to exist with the export's filters; the planner counts with `pageSize: 1`.)"""
+    st = state()
+    world = st.contract
+    problem = _auth_problem(world)
+    if problem:
+        return _fail(*problem)
+    roll = world.roll()
+    if roll < world.faults.rate_limit:
+        return _fail(429, "too many requests")
+    if roll < world.faults.rate_limit + world.faults.server_error:
+        return _fail(500, "internal error (sandbox fault)")
+    body = request.get_json(force=True, silent=True)
+    problem_text = _body_problem(body, world.faults.finer_bounds)
+    size, number = (body or {}).get("pageSize", 20), (body or {}).get("pageNum", 1)
+    if problem_text or not isinstance(size, int) or not isinstance(number, int) or not 1 <= size <= 100:
+        return _fail(400, problem_text or "pageSize must be 1..100 and pageNum an integer")
+    start, end = body["searchCooperationByCreateTime"]
+    rows = _matching(world, start, end, body.get("keyword", ""))
+    with world.lock:
+        world.count_calls += 1
+    page = rows[(number - 1) * size : number * size]
+    return jsonify(
+        code=0,
+        msg="success",
+        data={"total": len(rows), "list": [dict(zip(COLUMNS, r.values, strict=True)) for r in page]},
+    )
+
+
+def _matching(world, start: str, end: str, keyword: str):
+    rows = world.select(start, end)
+    if keyword:
+        rows = [r for r in rows if keyword in r.values[1] or keyword in r.values[2]]
+    return rows
 
 
 @bp.get("/clm/api/user/info")
