@@ -72,12 +72,16 @@ def plan_export(run_id: int) -> list[int]:
     services = current()
     step = locked(services, run_id, lambda: runner.plan(services.engine, run_id))
     ids = list(step.ids)
-    if step.fresh_wanted:
-        sized, counted = size_windows(services, step)
-        again = locked(
-            services, run_id, lambda: runner.plan(services.engine, run_id, sized=sized, counted=counted)
-        )
-        ids += again.ids
+    sizing = services.redis.lock(f"fb:lock:export-size:{run_id}", timeout=300, blocking=False)
+    if step.fresh_wanted and sizing.acquire():  # else another job is sizing from the same cursor
+        try:
+            sized, counted = size_windows(services, step)
+            again = locked(
+                services, run_id, lambda: runner.plan(services.engine, run_id, sized=sized, counted=counted)
+            )
+            ids += again.ids
+        finally:
+            sizing.release()
     for window_id in ids:
         services.queues[QueueName.EXPORTS].enqueue(
             submit_export_window, window_id, job_timeout=120, description=f"export window {window_id}"
