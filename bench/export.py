@@ -24,16 +24,18 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import pandas as pd  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from bot.db import init_schema  # noqa: E402
 from bot.export.merge import SourceFile, merge  # noqa: E402
+from bot.models import ExportFile  # noqa: E402
 from bot.redis_server import EmbeddedRedis  # noqa: E402
 from bot.services import build_services  # noqa: E402
-from sandbox.seed_contract import ID_COLUMN, TIME_COLUMN  # noqa: E402
+from sandbox.seed_contract import COLUMNS, ID_COLUMN, TIME_COLUMN  # noqa: E402
 from sandbox.server import start_in_thread  # noqa: E402
 from sandbox.state import SandboxConfig  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
-from tests.export_helpers import cli, export_env, store_auth, table_rows  # noqa: E402
+from tests.export_helpers import cli, export_env, store_auth, table_rows, workbook_rows  # noqa: E402
 from tests.oauth_helpers import authorize  # noqa: E402
 from tests.stack import BridgeStack  # noqa: E402
 
@@ -98,7 +100,15 @@ def main() -> None:
             report = json.loads(cli(env, "export", "merge", "--json", check=False).stdout)
             merge_seconds = time.perf_counter() - started
             total = len(state.contract.records)
-            exact = table_rows(services) == state.contract.truth()
+            with state.contract.lock:
+                outcomes = [e.get("outcome") for e in state.contract.exports]
+            with services.sessions() as session:
+                via = list(session.scalars(select(ExportFile.downloaded_via)))
+            truth = state.contract.truth()
+            exact = table_rows(services) == truth
+            merged_book = next((work / "var" / "exports").glob("*_merged.xlsx"))
+            header, book_rows, book_count = workbook_rows(merged_book)
+            book_exact = header == list(COLUMNS) and book_count == len(truth) and book_rows == truth
             files = sorted((work / "var" / "exports").glob("合同协同_*-*.xlsx"))
             files = [f for f in files if "_merged" not in f.name]
             started = time.perf_counter()
@@ -116,7 +126,8 @@ def main() -> None:
     floor = math.ceil(total / 1000)
     print(
         f"records in the sandbox: {total}; merged: {report['totals']['records']}; "
-        f"table equals sandbox: {exact}; report ok: {report['ok']}"
+        f"table equals sandbox: {exact}; workbook equals sandbox: {book_exact}; "
+        f"duplicates removed: {report['totals']['duplicates_removed']}; report ok: {report['ok']}"
     )
     print(
         f"export calls: {status['calls']}  floor ceil({total}/1000) = {floor}  "
@@ -124,6 +135,10 @@ def main() -> None:
     )
     print(f"windows: {status['windows']}; not exported: {report['not_exported']}")
     print(f"list (count) calls to size windows: {status['count_calls']}")
+    print(
+        f"completion messages: {outcomes.count('lost')} lost, {outcomes.count('duplicated')} duplicated; "
+        f"downloads: {via.count('api')} through the API, {via.count('browser')} through the web messenger"
+    )
     print(f"export run wall time: {run_seconds:.1f} s")
     print(
         f"merge (calamine read, dedupe, workbook + CSV + table upsert, report): {merge_seconds:.1f} s "

@@ -19,6 +19,7 @@ from bot.alerts import raise_alert
 from bot.export import auth as export_auth
 from bot.export import catch, download, runner
 from bot.export.contract import Answer, Reply, bounds
+from bot.export.files import BadExportFile
 from bot.export.windows import Window, fit_window
 from bot.queue import QueueName, enqueue_once, retry_policy
 from bot.services import Services, current
@@ -237,7 +238,7 @@ def download_export_file(file_id: int) -> str:
             target.unlink(missing_ok=True)
         try:
             download.save_download(services.engine, settings, file_id, content, via)
-        except download.BadExportFile as exc:
+        except BadExportFile as exc:
             download.mark_failed(services.engine, file_id, str(exc), final=True)
             raise_alert(
                 services.engine,

@@ -18,8 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
-from bot.export.files import BadExportFile, FileSummary, archive_name, read_export, sha256_of, summarize
-from bot.feishu import FeishuAPIError
+from bot.export.files import FileSummary, archive_name, read_export, sha256_of, summarize
 from bot.models import ExportFile, utcnow
 
 if TYPE_CHECKING:
@@ -129,12 +128,3 @@ def mark_failed(engine: Engine, file_id: int, error: str, *, final: bool) -> Non
             record.state = "failed"
         record.updated_at = utcnow()
 
-
-__all__ = [
-    "BadExportFile",
-    "FeishuAPIError",
-    "fetch_via_api",
-    "file_away",
-    "list_chat_messages",
-    "save_download",
-]
