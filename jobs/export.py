@@ -73,7 +73,8 @@ def plan_export(run_id: int) -> list[int]:
     services = current()
     step = locked(services, run_id, lambda: runner.plan(services.engine, run_id))
     ids = list(step.ids)
-    sizing = services.redis.lock(f"fb:lock:export-size:{run_id}", timeout=300, blocking=False)
+    # short-lived: a sizing job killed mid-way must not hold up planning for long
+    sizing = services.redis.lock(f"fb:lock:export-size:{run_id}", timeout=60, blocking=False)
     if step.fresh_wanted and sizing.acquire():  # else another job is sizing from the same cursor
         try:
             sized, counted = size_windows(services, step)
@@ -277,6 +278,8 @@ def on_completion_message(services: Services, found: catch.CompletionFile, via: 
 @instrumented("poll_export_messages")
 def poll_export_messages() -> int:
     """The polling path: list the export chat while a run waits for files; new ones are downloaded."""
+    from sqlalchemy import func, select
+
     from bot.models import ExportRun, ExportWindow
 
     services = current()
@@ -286,16 +289,11 @@ def poll_export_messages() -> int:
         return 0
     with services.sessions() as session:
         run = session.get_one(ExportRun, run_id)
-        oldest = min(
-            (
-                w.submitted_at
-                for w in session.query(ExportWindow).filter(
-                    ExportWindow.run_id == run_id,
-                    ExportWindow.state.in_(("awaiting_file", "planned", "submitted")),
-                    ExportWindow.submitted_at.is_not(None),
-                )
-            ),
-            default=None,
+        oldest = session.scalar(
+            select(func.min(ExportWindow.submitted_at)).where(
+                ExportWindow.run_id == run_id,
+                ExportWindow.state.in_(("awaiting_file", "planned", "submitted")),
+            )
         )
     if oldest is None:
         return 0
