@@ -288,6 +288,99 @@ CREATE TABLE IF NOT EXISTS contract_cooperation_records (
 
 CREATE INDEX IF NOT EXISTS ix_contract_cooperation_created ON contract_cooperation_records (created_at);
 
+-- Coze sync (issue 6). A template names a table of this database, the fields to send and the
+-- Coze workflow to call. Its triggers (installed by bot/coze/triggers.py, not here: they name
+-- user tables) write one `coze_outbox` row per change in the same transaction as the change.
+CREATE TABLE IF NOT EXISTS coze_sync_templates (
+    id               INTEGER PRIMARY KEY,
+    uuid             VARCHAR(36) NOT NULL,
+    config_title     VARCHAR(200) NOT NULL,
+    table_name       VARCHAR(128) NOT NULL,
+    coze_workflow_id VARCHAR(128) NOT NULL,
+    coze_api_url     VARCHAR(500) NOT NULL,
+    coze_api_key     TEXT,                  -- sealed (Fernet); never shown unmasked
+    selected_fields  TEXT NOT NULL,         -- JSON list of column names
+    field_kinds      TEXT NOT NULL,         -- JSON {column: kind}, from the live schema
+    key_fields       TEXT NOT NULL,         -- JSON list: the table's primary key columns
+    sync_on_insert   BOOLEAN NOT NULL DEFAULT TRUE,
+    sync_on_update   BOOLEAN NOT NULL DEFAULT TRUE,
+    sync_on_delete   BOOLEAN NOT NULL DEFAULT FALSE,
+    field_mapping    TEXT,                  -- JSON {rename, callable, operation_field}
+    enabled          BOOLEAN NOT NULL DEFAULT TRUE,
+    status           VARCHAR(24) NOT NULL DEFAULT 'ACTIVE',
+    status_detail    TEXT,
+    last_sync_time   TIMESTAMP,
+    created_by       VARCHAR(64),
+    created_at       TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at       TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT uq_coze_sync_templates_uuid UNIQUE (uuid)
+);
+
+-- One change (or one row of a manual sync) waiting for, or done with, its Coze call. Rows of
+-- one table row (`row_key`: its primary key values joined by U+001F) are delivered in id order:
+-- a row is claimable only when no earlier row with the same key is undelivered.
+CREATE TABLE IF NOT EXISTS coze_outbox (
+    id              INTEGER PRIMARY KEY,
+    template_id     INTEGER NOT NULL REFERENCES coze_sync_templates(id) ON DELETE CASCADE,
+    op              VARCHAR(8) NOT NULL,    -- insert, update, delete, sync (manual)
+    row_key         TEXT NOT NULL,
+    old_values      TEXT,                   -- JSON of the selected fields before the change
+    new_values      TEXT,                   -- … and after it
+    sync_id         INTEGER,                -- the manual sync that queued it
+    status          VARCHAR(12) NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMP NOT NULL,
+    claimed_at      TIMESTAMP,
+    claim_token     VARCHAR(32),
+    last_error      TEXT,
+    created_at      TIMESTAMP NOT NULL,
+    delivered_at    TIMESTAMP,
+    CONSTRAINT ck_coze_outbox_status CHECK (status IN ('pending', 'claimed', 'delivered', 'dead'))
+);
+CREATE INDEX IF NOT EXISTS ix_coze_outbox_due ON coze_outbox (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS ix_coze_outbox_row ON coze_outbox (template_id, row_key, id);
+CREATE INDEX IF NOT EXISTS ix_coze_outbox_sync ON coze_outbox (sync_id);
+
+-- Every Coze call, successful or not, with what Coze answered (kept after the outbox row is
+-- cleaned up).
+CREATE TABLE IF NOT EXISTS coze_deliveries (
+    id            INTEGER PRIMARY KEY,
+    outbox_id     INTEGER,
+    template_uuid VARCHAR(36) NOT NULL,
+    workflow_id   VARCHAR(128) NOT NULL,
+    op            VARCHAR(8) NOT NULL,
+    row_key       TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    ok            BOOLEAN NOT NULL,
+    error_kind    VARCHAR(16),
+    error_code    INTEGER,
+    error         TEXT,
+    execute_id    VARCHAR(128),
+    debug_url     TEXT,
+    logid         VARCHAR(128),
+    duration_ms   INTEGER,
+    created_at    TIMESTAMP NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_coze_deliveries_outbox ON coze_deliveries (outbox_id);
+CREATE INDEX IF NOT EXISTS ix_coze_deliveries_template ON coze_deliveries (template_uuid, created_at);
+
+-- A manual ("sync everything matching") request: its rows go through the outbox too.
+CREATE TABLE IF NOT EXISTS coze_manual_syncs (
+    id             INTEGER PRIMARY KEY,
+    template_id    INTEGER NOT NULL REFERENCES coze_sync_templates(id) ON DELETE CASCADE,
+    batch_size     INTEGER NOT NULL,
+    filters        TEXT,                    -- JSON list of [column, operator, value]
+    status         VARCHAR(12) NOT NULL DEFAULT 'queued',
+    total_records  INTEGER,
+    queued_records INTEGER NOT NULL DEFAULT 0,
+    records_synced INTEGER,
+    records_failed INTEGER,
+    error          TEXT,
+    created_at     TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    finished_at    TIMESTAMP,
+    CONSTRAINT ck_coze_manual_syncs_status CHECK (status IN ('queued', 'queuing', 'delivering', 'done', 'failed'))
+);
+
 -- ===== section: dialect: postgresql =====
 
 -- PostgreSQL has no rowid: give each integer primary key a sequence-backed default.
@@ -321,6 +414,53 @@ CREATE SEQUENCE IF NOT EXISTS export_windows_id_seq OWNED BY export_windows.id;
 ALTER TABLE export_windows ALTER COLUMN id SET DEFAULT nextval('export_windows_id_seq');
 CREATE SEQUENCE IF NOT EXISTS export_files_id_seq OWNED BY export_files.id;
 ALTER TABLE export_files ALTER COLUMN id SET DEFAULT nextval('export_files_id_seq');
+
+CREATE SEQUENCE IF NOT EXISTS coze_sync_templates_id_seq OWNED BY coze_sync_templates.id;
+ALTER TABLE coze_sync_templates ALTER COLUMN id SET DEFAULT nextval('coze_sync_templates_id_seq');
+CREATE SEQUENCE IF NOT EXISTS coze_outbox_id_seq OWNED BY coze_outbox.id;
+ALTER TABLE coze_outbox ALTER COLUMN id SET DEFAULT nextval('coze_outbox_id_seq');
+CREATE SEQUENCE IF NOT EXISTS coze_deliveries_id_seq OWNED BY coze_deliveries.id;
+ALTER TABLE coze_deliveries ALTER COLUMN id SET DEFAULT nextval('coze_deliveries_id_seq');
+CREATE SEQUENCE IF NOT EXISTS coze_manual_syncs_id_seq OWNED BY coze_manual_syncs.id;
+ALTER TABLE coze_manual_syncs ALTER COLUMN id SET DEFAULT nextval('coze_manual_syncs_id_seq');
+
+-- The Coze sync triggers' one function. Arguments: template id, key columns, selected columns
+-- (comma-separated; validated identifiers). It writes the outbox row in the caller's
+-- transaction and wakes the dispatcher (NOTIFY is sent on commit and dropped on rollback; the
+-- dispatcher also polls). An UPDATE that changes none of the selected columns writes nothing.
+CREATE OR REPLACE FUNCTION coze_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    keys     text[] := string_to_array(TG_ARGV[1], ',');
+    fields   text[] := string_to_array(TG_ARGV[2], ',');
+    old_doc  jsonb;
+    new_doc  jsonb;
+    row_doc  jsonb;
+    row_key  text;
+    stamp    timestamp := now() AT TIME ZONE 'utc';
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        row_doc := to_jsonb(OLD);
+        SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) INTO old_doc
+          FROM jsonb_each(row_doc) WHERE key = ANY (fields);
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        row_doc := to_jsonb(NEW);
+        SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) INTO new_doc
+          FROM jsonb_each(row_doc) WHERE key = ANY (fields);
+    END IF;
+    IF TG_OP = 'UPDATE' AND new_doc = old_doc THEN
+        RETURN NULL;
+    END IF;
+    SELECT string_agg(row_doc ->> k, chr(31) ORDER BY n) INTO row_key
+      FROM unnest(keys) WITH ORDINALITY AS u(k, n);
+    INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
+                             next_attempt_at, created_at)
+    VALUES (TG_ARGV[0]::integer, lower(TG_OP), row_key, old_doc::text, new_doc::text, 'pending', 0,
+            stamp, stamp);
+    PERFORM pg_notify('coze_outbox', TG_ARGV[0]);
+    RETURN NULL;
+END
+$$;
 
 -- ===== section: dialect: sqlite =====
 

@@ -12,7 +12,7 @@ from bot.services import Services, build_services
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
-    from bot.web import api, oauth, ops, webhook
+    from bot.web import api, oauth, openapi, ops, webhook
     from handlers import REGISTRY
 
     settings = settings or (services.settings if services else load_settings())
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(ops.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -103,6 +103,21 @@ class Settings(BaseSettings):
     export_browser_headless: bool = True
     playwright_chromium_path: str = ""  # unset → Debian's chromium on PATH, else Playwright's own
 
+    # Coze sync (issue 6): templates → triggers → outbox → workflow calls.
+    coze_default_api_url: str = "https://api.coze.cn"
+    coze_max_attempts: int = 10  # failed calls of one outbox row before it is dead-lettered
+    coze_backoff_seconds: float = 2.0  # first retry delay; doubles per attempt, with jitter
+    coze_backoff_max_seconds: float = 600.0
+    coze_batch_size: int = 200  # outbox rows claimed per dispatch round
+    coze_dispatch_threads: int = 8  # calls in flight per dispatch job (distinct rows only)
+    coze_timeout_seconds: float = 30.0  # per workflow call
+    coze_claim_lease_seconds: float = 300.0  # a claimed row whose worker died is freed after this
+    coze_poll_seconds: int = 5  # the dispatcher's periodic wake-up (PostgreSQL also NOTIFYs)
+    coze_retention_days: float = 7.0  # delivered outbox rows are deleted after this
+    coze_manual_wait_seconds: float = 30.0  # manual-sync API waits this long for the result
+    # Module prefixes a template's custom mapping callable may come from (comma-separated).
+    coze_mapping_modules: str = "bot.coze.examples,coze_mappings"
+
     @field_validator("feishu_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:

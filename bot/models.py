@@ -381,3 +381,121 @@ class CooperationRecord(Base):
     data: Mapped[str] = mapped_column(Text)
     file_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+OUTBOX_STATUSES = ("pending", "claimed", "delivered", "dead")
+
+
+class CozeTemplate(Base):
+    """Which table's changes go to which Coze workflow, and how."""
+
+    __tablename__ = "coze_sync_templates"
+    __table_args__ = (UniqueConstraint("uuid", name="uq_coze_sync_templates_uuid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(36))
+    config_title: Mapped[str] = mapped_column(String(200))
+    table_name: Mapped[str] = mapped_column(String(128))
+    coze_workflow_id: Mapped[str] = mapped_column(String(128))
+    coze_api_url: Mapped[str] = mapped_column(String(500))
+    coze_api_key: Mapped[str | None] = mapped_column(Text)
+    selected_fields: Mapped[str] = mapped_column(Text)
+    field_kinds: Mapped[str] = mapped_column(Text)
+    key_fields: Mapped[str] = mapped_column(Text)
+    sync_on_insert: Mapped[bool] = mapped_column(Boolean, server_default=text("TRUE"))
+    sync_on_update: Mapped[bool] = mapped_column(Boolean, server_default=text("TRUE"))
+    sync_on_delete: Mapped[bool] = mapped_column(Boolean, server_default=text("FALSE"))
+    field_mapping: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("TRUE"))
+    status: Mapped[str] = mapped_column(String(24), server_default=text("'ACTIVE'"))
+    status_detail: Mapped[str | None] = mapped_column(Text)
+    last_sync_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+
+
+class CozeOutbox(Base):
+    """One change waiting for (or done with) its Coze call; written by the table's triggers."""
+
+    __tablename__ = "coze_outbox"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'claimed', 'delivered', 'dead')", name="ck_coze_outbox_status"
+        ),
+        Index("ix_coze_outbox_due", "status", "next_attempt_at"),
+        Index("ix_coze_outbox_row", "template_id", "row_key", "id"),
+        Index("ix_coze_outbox_sync", "sync_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("coze_sync_templates.id", ondelete="CASCADE")
+    )
+    op: Mapped[str] = mapped_column(String(8))
+    row_key: Mapped[str] = mapped_column(Text)
+    old_values: Mapped[str | None] = mapped_column(Text)
+    new_values: Mapped[str | None] = mapped_column(Text)
+    sync_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), server_default=text("'pending'"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CozeDelivery(Base):
+    """One Coze workflow call and its answer (execute_id, debug_url, logid) or error."""
+
+    __tablename__ = "coze_deliveries"
+    __table_args__ = (
+        Index("ix_coze_deliveries_outbox", "outbox_id"),
+        Index("ix_coze_deliveries_template", "template_uuid", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int | None] = mapped_column(Integer)
+    template_uuid: Mapped[str] = mapped_column(String(36))
+    workflow_id: Mapped[str] = mapped_column(String(128))
+    op: Mapped[str] = mapped_column(String(8))
+    row_key: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    error_kind: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    execute_id: Mapped[str | None] = mapped_column(String(128))
+    debug_url: Mapped[str | None] = mapped_column(Text)
+    logid: Mapped[str | None] = mapped_column(String(128))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CozeManualSync(Base):
+    """A request to send every matching row of a template's table."""
+
+    __tablename__ = "coze_manual_syncs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'queuing', 'delivering', 'done', 'failed')",
+            name="ck_coze_manual_syncs_status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("coze_sync_templates.id", ondelete="CASCADE")
+    )
+    batch_size: Mapped[int] = mapped_column(Integer)
+    filters: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), server_default=text("'queued'"))
+    total_records: Mapped[int | None] = mapped_column(Integer)
+    queued_records: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    records_synced: Mapped[int | None] = mapped_column(Integer)
+    records_failed: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -21,6 +21,7 @@ from bot.db import make_engine, make_session_factory
 from bot.queue import connect_redis, queues
 
 if TYPE_CHECKING:
+    from bot.coze.client import CozeClients
     from bot.export.contract import ContractClient
     from bot.feishu import Feishu
     from bot.secretbox import SecretBox
@@ -61,6 +62,13 @@ class Services:
         from bot.export.contract import ContractClient
 
         return ContractClient(httpx.Client(timeout=30.0, follow_redirects=False))
+
+    @cached_property
+    def coze_clients(self) -> CozeClients:
+        """Coze SDK clients, one per (API URL, key), built on first use and kept."""
+        from bot.coze.client import CozeClients
+
+        return CozeClients(self.settings.coze_timeout_seconds)
 
     @property
     def user_tokens(self) -> UserTokens:

@@ -45,6 +45,7 @@ def build_cron(settings: Settings):
     from bot.queue import QueueName, connect_redis
     from jobs.alerts import deliver_alerts
     from jobs.caches import schedule_cache_syncs
+    from jobs.coze import clean_coze_outbox, poll_coze_outbox
     from jobs.export import poll_export_messages, tick_exports
     from jobs.maintenance import sweep_receipts
     from jobs.tokens import refresh_due_tokens
@@ -62,6 +63,10 @@ def build_cron(settings: Settings):
                   job_timeout=120, name="deliver_alerts")
     cron.register(tick_exports, queue_name=QueueName.EXPORTS, interval=settings.export_tick_seconds,
                   job_timeout=120, name="tick_exports")
+    cron.register(poll_coze_outbox, queue_name=QueueName.COZE, interval=settings.coze_poll_seconds,
+                  job_timeout=60, name="poll_coze_outbox")
+    cron.register(clean_coze_outbox, queue_name=QueueName.COZE, interval=3600, job_timeout=600,
+                  name="clean_coze_outbox")
     if settings.export_poll_seconds > 0:
         cron.register(poll_export_messages, queue_name=QueueName.EXPORTS,
                       interval=settings.export_poll_seconds, job_timeout=300, name="poll_export_messages")
@@ -70,4 +75,11 @@ def build_cron(settings: Settings):
 
 def run_cron(settings: Settings) -> None:
     """Enqueue periodic jobs on their schedule (run exactly one of these per deployment)."""
+    from bot.coze.listener import start_listener
+    from bot.queue import QueueName, connect_redis, enqueue_once, queues
+    from jobs.coze import DISPATCH_JOB_ID, dispatch_coze_outbox
+
+    coze_queue = queues(connect_redis(settings.redis_url))[QueueName.COZE]
+    start_listener(settings.effective_database_url,
+                   lambda: enqueue_once(coze_queue, DISPATCH_JOB_ID, dispatch_coze_outbox, timeout=300))
     build_cron(settings).start()

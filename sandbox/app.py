@@ -6,7 +6,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from sandbox.control import bp as control_bp
-from sandbox.products import auth, authen, bitable, contract, docx, drive, im, messenger, sheets, wiki
+from sandbox.products import auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki
 from sandbox.state import SandboxConfig, SandboxState
 
 
@@ -14,8 +14,8 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Flask:
     state = SandboxState(config or SandboxConfig())
     app = Flask("feishu_sandbox")
     app.extensions["sandbox"] = state
-    for bp in (auth.bp, authen.bp, bitable.bp, contract.bp, docx.bp, drive.bp, im.bp, messenger.bp, sheets.bp,
-               wiki.bp, control_bp):
+    products = (auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki)
+    for bp in (*(p.bp for p in products), control_bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)

@@ -44,12 +44,20 @@ class ContractFaults:
     events: bool = True  # deliver completion messages as events (else: only visible to polling)
     finer_bounds: bool = True  # accept "YYYY-MM-DD HH:MM:SS" bounds, not only dates
     auto_scan: bool = False  # the web messenger's QR login is approved at once
+    # Scripted faults, by 1-based ordinal of completed exports, so a test can rely on each fault
+    # happening at least once whatever the probabilities roll.
+    lose_nth: list[int] = field(default_factory=list)
+    duplicate_nth: list[int] = field(default_factory=list)
+    deny_nth: list[int] = field(default_factory=list)  # every copy of that export's file
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if not hasattr(self, key):
                 raise ValueError(f"unknown contract fault {key!r}")
             current = getattr(self, key)
+            if isinstance(current, list):
+                setattr(self, key, [int(n) for n in value])
+                continue
             if isinstance(current, bool):
                 setattr(self, key, bool(value))
                 continue
@@ -80,6 +88,7 @@ class ContractWorld:
     exports: list[dict[str, Any]] = field(default_factory=list)  # every accepted export request
     calls: list[dict[str, Any]] = field(default_factory=list)  # every export call and its answer
     count_calls: int = 0  # answered list (count) requests
+    completed: int = 0  # exports whose processing finished (lost or not)
     files: dict[str, ExportFile] = field(default_factory=dict)
     messenger_sessions: set[str] = field(default_factory=set)
     qr_codes: dict[str, bool] = field(default_factory=dict)  # qr id → scanned
@@ -124,6 +133,11 @@ class ContractWorld:
         high = end if len(end) > 10 else f"{end} 23:59:59"
         assert self._times is not None
         return records[bisect.bisect_left(self._times, low) : bisect.bisect_right(self._times, high)]
+
+    def next_completion(self) -> int:
+        with self.lock:
+            self.completed += 1
+            return self.completed
 
     def roll(self) -> float:
         with self.lock:

@@ -292,6 +292,46 @@ def contract_exports():
                        total=len(world.records))
 
 
+@bp.post("/coze/faults")
+def coze_faults():
+    """`down`, `slow_seconds`, `rate_limit`, `server_error`."""
+    world = state().coze
+    try:
+        world.faults.update(request.get_json(force=True, silent=True) or {})
+    except (TypeError, ValueError) as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(faults=vars(world.faults))
+
+
+@bp.get("/coze/calls")
+def coze_calls():
+    """Every workflow call in arrival order (`?ok=1`: only the successful ones)."""
+    world = state().coze
+    with world.lock:
+        calls = [c for c in world.calls if c["code"] == 0] if request.args.get("ok") else list(world.calls)
+    return jsonify(items=calls, count=len(calls))
+
+
+@bp.post("/coze/workflows")
+def coze_workflows():
+    """Publish more workflow ids or accept more keys: {"workflows": [...], "keys": [...]}."""
+    world = state().coze
+    body = request.get_json(force=True, silent=True) or {}
+    with world.lock:
+        world.workflows.update(str(w) for w in body.get("workflows", []))
+        world.keys.update(str(k) for k in body.get("keys", []))
+    return jsonify(workflows=sorted(world.workflows))
+
+
+@bp.post("/coze/reset")
+def coze_reset():
+    world = state().coze
+    with world.lock:
+        world.calls.clear()
+    world.faults.update({"down": False, "slow_seconds": 0, "rate_limit": 0, "server_error": 0})
+    return jsonify(ok=True)
+
+
 @bp.post("/messenger/scan")
 def messenger_scan():
     """Scan every QR code the web messenger's login page is showing."""

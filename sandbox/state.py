@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any
 
 from sandbox.contract import ContractWorld
+from sandbox.coze import CozeWorld
 from sandbox.seed import seed, seed_documents
 from sandbox.sender import EventSender, SenderConfig
 
@@ -140,6 +141,7 @@ class SandboxState:
         self._uuid_index: dict[str, tuple[str, float]] = {}
         self.api_calls: list[dict[str, Any]] = []
         self.contract = ContractWorld(config.contract_today or date.today(), config.seed)
+        self.coze = CozeWorld()
         self.sender = EventSender(
             SenderConfig(
                 webhook_url=config.webhook_url,
@@ -294,3 +296,4 @@ class SandboxState:
             records = self.contract._records
             self.contract = ContractWorld(self.contract.today, self.config.seed, _records=records,
                                           _times=self.contract._times)
+            self.coze = CozeWorld()

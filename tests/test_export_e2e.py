@@ -109,6 +109,10 @@ FAULTS = {
     "jitter_seconds": 1.5,
     "deny_download": 0.2,
     "auto_scan": True,
+    # the probabilities above may roll no loss or denial in a short run: script one of each too
+    "lose_nth": [2],
+    "duplicate_nth": [1, 4],
+    "deny_nth": [3, 5],
 }
 
 

@@ -11,8 +11,10 @@ from bot.caches.export import select_rows
 from bot.caches.query import QueryError, parse_where
 from bot.caches.sources import SourceError
 from bot.services import Services
+from bot.web import coze_api
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.register_blueprint(coze_api.bp)  # nested: the admin-token check below covers it
 
 
 @bp.before_request

@@ -96,10 +96,11 @@ def complete_export(st, task_id: str, start: str, end: str, keyword: str) -> Non
     world = st.contract
     rows = _matching(world, start, end, keyword)
     export_file = world.build_file(task_id, rows[: world.cap])
-    if world.roll() < world.faults.lose_message:
+    faults, nth = world.faults, world.next_completion()
+    if world.roll() < faults.lose_message or nth in faults.lose_nth:
         _mark(world, task_id, "lost")
         return
-    copies = 2 if world.roll() < world.faults.duplicate_message else 1
+    copies = 2 if world.roll() < faults.duplicate_message or nth in faults.duplicate_nth else 1
     _mark(world, task_id, "duplicated" if copies == 2 else "sent")
     for copy in range(copies):
         this = (
@@ -109,7 +110,7 @@ def complete_export(st, task_id: str, start: str, end: str, keyword: str) -> Non
                 f"{export_file.file_key}_dup", export_file.file_name, export_file.content, export_file.rows
             )
         )
-        this.denied = world.roll() < world.faults.deny_download
+        this.denied = world.roll() < faults.deny_download or nth in faults.deny_nth
         with world.lock:
             world.files[this.file_key] = this
         message = Message(

@@ -1,0 +1,118 @@
+"""The DDL that makes a table's changes land in `coze_outbox`, for SQLite and PostgreSQL.
+
+Triggers run inside the writer's transaction, so a change and its outbox row commit or roll
+back together. Every name put into DDL here has been checked against the live schema and the
+identifier pattern first, and is quoted by the dialect as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from bot.coze.schema_info import IDENTIFIER
+
+OPERATIONS = ("insert", "update", "delete")
+KEY_SEPARATOR = "\x1f"  # joins composite primary keys in row_key (same on both databases)
+
+
+@dataclass(frozen=True)
+class TriggerPlan:
+    template_id: int
+    table: str
+    keys: tuple[str, ...]
+    fields: tuple[str, ...]
+    operations: tuple[str, ...]  # the enabled ones; empty (or a disabled template) → no triggers
+
+    def __post_init__(self) -> None:
+        for name in (self.table, *self.keys, *self.fields):
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"not a plain identifier: {name!r}")
+        if not all(op in OPERATIONS for op in self.operations):
+            raise ValueError(f"unknown operation in {self.operations!r}")
+
+
+def trigger_name(template_id: int, op: str) -> str:
+    return f"coze_sync_{int(template_id)}_{op}"
+
+
+def sqlite_ddl(plan: TriggerPlan, quote) -> list[str]:
+    def doc(alias: str) -> str:
+        pairs = ", ".join(f"'{f}', {alias}.{quote(f)}" for f in plan.fields)
+        return f"json_object({pairs})"
+
+    def key(alias: str) -> str:
+        return " || char(31) || ".join(f"CAST({alias}.{quote(k)} AS TEXT)" for k in plan.keys)
+
+    stamp = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    statements = []
+    for op in plan.operations:
+        alias = "OLD" if op == "delete" else "NEW"
+        old = doc("OLD") if op != "insert" else "NULL"
+        new = doc("NEW") if op != "delete" else "NULL"
+        when = ""
+        if op == "update":
+            when = " WHEN " + " OR ".join(f"OLD.{quote(f)} IS NOT NEW.{quote(f)}" for f in plan.fields)
+        statements.append(
+            f"CREATE TRIGGER {trigger_name(plan.template_id, op)} AFTER {op.upper()} ON {quote(plan.table)} "
+            f"FOR EACH ROW{when} BEGIN "
+            "INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts, "
+            "next_attempt_at, created_at) "
+            f"VALUES ({int(plan.template_id)}, '{op}', {key(alias)}, {old}, {new}, 'pending', 0, "
+            f"{stamp}, {stamp}); "
+            "END"
+        )
+    return statements
+
+
+def postgresql_ddl(plan: TriggerPlan, quote) -> list[str]:
+    args = f"'{int(plan.template_id)}', '{','.join(plan.keys)}', '{','.join(plan.fields)}'"
+    return [
+        f"CREATE TRIGGER {trigger_name(plan.template_id, op)} AFTER {op.upper()} ON {quote(plan.table)} "
+        f"FOR EACH ROW EXECUTE FUNCTION coze_capture({args})"
+        for op in plan.operations
+    ]
+
+
+def drop_ddl(dialect: str, template_id: int, table: str | None, quote) -> list[str]:
+    names = [trigger_name(template_id, op) for op in OPERATIONS]
+    if dialect == "postgresql":
+        if table is None or not IDENTIFIER.match(table):
+            return []
+        return [f"DROP TRIGGER IF EXISTS {name} ON {quote(table)}" for name in names]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
+
+
+def replace_triggers(
+    connection: Connection, template_id: int, old_table: str | None, plan: TriggerPlan | None
+) -> None:
+    """Drop the template's triggers (on its previous table) and install the planned ones, in
+    the caller's transaction. `plan=None` only drops."""
+    dialect = connection.dialect.name
+    quote = connection.dialect.identifier_preparer.quote_identifier
+    for table in {old_table, plan.table if plan else None} - {None}:
+        for statement in drop_ddl(dialect, template_id, table, quote):
+            connection.exec_driver_sql(statement)
+    if dialect == "sqlite":
+        for statement in drop_ddl(dialect, template_id, None, quote):
+            connection.exec_driver_sql(statement)
+    if plan is None or not plan.operations:
+        return
+    build = postgresql_ddl if dialect == "postgresql" else sqlite_ddl
+    for statement in build(plan, quote):
+        connection.exec_driver_sql(statement)
+
+
+def installed_triggers(connection: Connection, template_id: int) -> list[str]:
+    """The names of this template's triggers the database actually has (for status and tests)."""
+    prefix = f"coze_sync_{int(template_id)}_"
+    if connection.dialect.name == "postgresql":
+        rows = connection.exec_driver_sql(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND substr(tgname, 1, 10) = 'coze_sync_'"
+        )
+    else:
+        rows = connection.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 10) = 'coze_sync_'"
+        )
+    return sorted(r[0] for r in rows if r[0].startswith(prefix))

@@ -1,0 +1,188 @@
+"""`/api/v1/coze-sync-templates/…`: the Coze sync template API as the seed documents it
+(nested in the admin-token-protected API blueprint)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from pydantic import ValidationError
+
+from bot.coze import manual, outbox, templates
+from bot.coze.spec import Problem, SpecError, TemplateCreate, TemplateFields
+from bot.models import CozeManualSync
+from bot.queue import QueueName
+from bot.services import Services
+
+bp = Blueprint("coze_templates", __name__, url_prefix="/coze-sync-templates")
+
+
+def _services() -> Services:
+    return current_app.extensions["feishu_bridge"]
+
+
+def _fail(status: int, message: str, errors: list[dict] | None = None):
+    body: dict[str, Any] = {"success": False, "message": message}
+    if errors is not None:
+        body["errors"] = errors
+    return jsonify(body), status
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise _BadBody("the request body must be a JSON object")
+    return body
+
+
+class _BadBody(ValueError):
+    pass
+
+
+@bp.errorhandler(_BadBody)
+def _bad_body(exc: _BadBody):
+    return _fail(400, str(exc))
+
+
+@bp.errorhandler(ValidationError)
+def _invalid(exc: ValidationError):
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]} for e in exc.errors()
+    ]
+    return _fail(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors), errors)
+
+
+@bp.errorhandler(SpecError)
+def _unknown_names(exc: SpecError):
+    return _fail(422, str(exc), [p.model_dump() for p in exc.problems])
+
+
+@bp.errorhandler(templates.TemplateNotFound)
+def _not_found(exc: templates.TemplateNotFound):
+    return _fail(404, str(exc.args[0]))
+
+
+@bp.post("/", strict_slashes=False)
+def create_template():
+    services = _services()
+    template = templates.create(services, TemplateCreate.model_validate(_body()))
+    from jobs.coze import wake_dispatcher
+
+    wake_dispatcher(services)
+    return jsonify(success=True, message="同步模板创建成功", config=templates.public(services, template)), 201
+
+
+@bp.get("/", strict_slashes=False)
+def list_templates():
+    services = _services()
+    with services.sessions() as session:
+        return jsonify([templates.public(services, t) for t in templates.list_all(session)])
+
+
+@bp.get("/preview")
+def preview():
+    table_name = request.args.get("table_name", "")
+    if not table_name:
+        raise SpecError([Problem(field="table_name", message="table_name is required")])
+    selected = [
+        f.strip() for value in request.args.getlist("selected_fields") for f in value.split(",") if f.strip()
+    ]
+    return jsonify(templates.preview(_services(), table_name, selected))
+
+
+@bp.get("/<template_uuid>")
+def show_template(template_uuid: str):
+    services = _services()
+    with services.sessions() as session:
+        template = templates.get(session, template_uuid)
+        config = templates.public(services, template, session)
+    return jsonify(success=True, config=config, outbox=outbox.counts(services.engine, template.id))
+
+
+@bp.put("/<template_uuid>")
+def update_template(template_uuid: str):
+    body = _body()
+    # The seed documents the body as `updates`; a bare object of fields is accepted too.
+    changes = body["updates"] if isinstance(body.get("updates"), dict) and len(body) == 1 else body
+    services = _services()
+    template = templates.update(services, template_uuid, TemplateFields.model_validate(changes))
+    return jsonify(success=True, message="同步模板更新成功", config=templates.public(services, template))
+
+
+@bp.delete("/<template_uuid>")
+def delete_template(template_uuid: str):
+    templates.delete(_services(), template_uuid)
+    return jsonify(success=True, message="同步模板已删除")
+
+
+@bp.post("/<template_uuid>/manual-sync")
+def manual_sync(template_uuid: str):
+    """Queue the job; wait up to COZE_MANUAL_SYNC_WAIT_SECONDS (or `?wait=` seconds) for the
+    result, then answer with the seed's counts — or 202 with progress so far."""
+    services = _services()
+    body = request.get_json(force=True, silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise _BadBody("the request body must be a JSON object")
+    try:
+        wait = float(request.args.get("wait", services.settings.coze_manual_wait_seconds))
+    except ValueError:
+        raise _BadBody("wait must be a number of seconds") from None
+    sync = manual.create(services, template_uuid, body.get("batch_size", 100), body.get("filters"))
+    from jobs.coze import coze_manual_sync
+
+    services.queues[QueueName.COZE].enqueue(
+        coze_manual_sync, sync.id, job_timeout=3600, job_id=f"coze-manual-sync-{sync.id}"
+    )
+    return _sync_answer(services, template_uuid, sync.id, wait)
+
+
+@bp.get("/<template_uuid>/manual-sync/<int:sync_id>")
+def manual_sync_status(template_uuid: str, sync_id: int):
+    return _sync_answer(_services(), template_uuid, sync_id, 0.0)
+
+
+def _sync_answer(services: Services, template_uuid: str, sync_id: int, wait: float):
+    with services.sessions() as session:
+        template = templates.get(session, template_uuid)
+        sync = session.get(CozeManualSync, sync_id)
+        if sync is None or sync.template_id != template.id:
+            return _fail(404, f"no manual sync {sync_id} for template {template_uuid}")
+    deadline = time.monotonic() + max(0.0, min(wait, 600.0))
+    while True:
+        state = manual.progress(services, sync_id)
+        if state["status"] in ("done", "failed") or time.monotonic() >= deadline:
+            break
+        time.sleep(0.25)
+    done = state["status"] == "done"
+    if state["status"] == "failed":
+        message = f"同步失败：{state['error']}"
+    elif done:
+        message = f"同步完成，成功同步 {state['records_synced']} 条记录"
+        if state["records_failed"]:
+            message += f"，{state['records_failed']} 条失败（见死信队列）"
+    else:
+        message = f"同步进行中：已同步 {state['records_synced']} / {state['total_records']} 条记录"
+    body = {
+        "success": state["status"] != "failed",
+        "message": message,
+        "sync_id": sync_id,
+        "status": state["status"],
+        "records_synced": state["records_synced"],
+        "records_failed": state["records_failed"],
+        "total_records": state["total_records"],
+        "status_url": f"/api/v1/coze-sync-templates/{template_uuid}/manual-sync/{sync_id}",
+    }
+    return jsonify(body), (200 if done or state["status"] == "failed" else 202)
+
+
+@bp.post("/<template_uuid>/redrive")
+def redrive(template_uuid: str):
+    services = _services()
+    with services.sessions() as session:
+        template = templates.get(session, template_uuid)
+    count = outbox.redrive(services.engine, template.id)
+    from jobs.coze import wake_dispatcher
+
+    wake_dispatcher(services)
+    return jsonify(success=True, message=f"已重新投递 {count} 条死信", redriven=count)
