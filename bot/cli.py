@@ -633,9 +633,11 @@ def events(ctx: click.Context, as_json: bool, limit: int) -> None:
 
 
 def _register_groups() -> None:
+    from bot.cli_coze import coze
     from bot.cli_export import export
 
     main.add_command(export)
+    main.add_command(coze)
 
 
 _register_groups()

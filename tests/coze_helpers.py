@@ -10,7 +10,16 @@ from bot.coze.spec import TemplateCreate
 from bot.models import CozeOutbox
 from sandbox.coze import COZE_SANDBOX_KEY
 
-CUSTOMER_FIELDS = ["uuid", "customer_name", "customer_code", "phone", "email", "balance", "is_active", "updated_at"]
+CUSTOMER_FIELDS = [
+    "uuid",
+    "customer_name",
+    "customer_code",
+    "phone",
+    "email",
+    "balance",
+    "is_active",
+    "updated_at",
+]
 
 
 def customer_spec(base_url: str, **overrides) -> TemplateCreate:
@@ -33,7 +42,13 @@ def outbox_rows(services) -> list[dict]:
     with services.sessions() as session:
         rows = session.scalars(select(CozeOutbox).order_by(CozeOutbox.id)).all()
     return [
-        {"op": r.op, "row_key": r.row_key, "old": json.loads(r.old_values) if r.old_values else None,
-         "new": json.loads(r.new_values) if r.new_values else None, "status": r.status, "template_id": r.template_id}
+        {
+            "op": r.op,
+            "row_key": r.row_key,
+            "old": json.loads(r.old_values) if r.old_values else None,
+            "new": json.loads(r.new_values) if r.new_values else None,
+            "status": r.status,
+            "template_id": r.template_id,
+        }
         for r in rows
     ]

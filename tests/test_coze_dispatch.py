@@ -33,9 +33,17 @@ SELECTED = set(CUSTOMER_FIELDS)
 @pytest.fixture
 def coze_services(tmp_path, database_url, redis_url, redis_conn, sandbox):
     base_url, _ = sandbox
-    settings = make_settings(tmp_path, database_url=database_url, redis_url=redis_url, feishu_base_url=base_url,
-                             coze_backoff_seconds=0.05, coze_backoff_max_seconds=0.5, coze_max_attempts=10_000,
-                             coze_batch_size=200, coze_dispatch_threads=8)
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        redis_url=redis_url,
+        feishu_base_url=base_url,
+        coze_backoff_seconds=0.05,
+        coze_backoff_max_seconds=0.5,
+        coze_max_attempts=10_000,
+        coze_batch_size=200,
+        coze_dispatch_threads=8,
+    )
     services = build_services(settings)
     init_schema(services.engine)
     create_demo_tables(services.engine)
@@ -64,22 +72,34 @@ class Workload:
         if not self.rows or choice < 0.35:
             i = self.next_id
             self.next_id += 1
-            row = {"id": i, "uuid": f"00000000-0000-4000-8000-{i:012d}", "customer_name": f"客户{i}",
-                   "customer_code": f"C{i:05d}", "phone": f"138{i:08d}", "email": f"c{i}@example.com",
-                   "address": "上海", "balance": Decimal(self.rng.randrange(0, 10**6)) / 100,
-                   "is_active": self.rng.random() < 0.8,
-                   "updated_at": datetime(2024, 1, 1) + timedelta(seconds=self._value())}
+            row = {
+                "id": i,
+                "uuid": f"00000000-0000-4000-8000-{i:012d}",
+                "customer_name": f"客户{i}",
+                "customer_code": f"C{i:05d}",
+                "phone": f"138{i:08d}",
+                "email": f"c{i}@example.com",
+                "address": "上海",
+                "balance": Decimal(self.rng.randrange(0, 10**6)) / 100,
+                "is_active": self.rng.random() < 0.8,
+                "updated_at": datetime(2024, 1, 1) + timedelta(seconds=self._value()),
+            }
             connection.execute(insert(CUSTOMERS), [row])
             self.rows[i] = row
             self.expected[row["uuid"]].append(("insert", self._sent(row)))
         elif choice < 0.85:
             i = self.rng.choice(list(self.rows))
-            field = self.rng.choice(["phone", "customer_name", "balance", "is_active", "updated_at", "address"])
-            value = {"phone": f"139{self._value():08d}", "customer_name": f"客户{i}-{self._value()}",
-                     "balance": Decimal(self.rng.randrange(0, 10**6)) / 100,
-                     "is_active": not self.rows[i]["is_active"],
-                     "updated_at": self.rows[i]["updated_at"] + timedelta(minutes=1),
-                     "address": f"地址{self._value()}"}[field]
+            field = self.rng.choice(
+                ["phone", "customer_name", "balance", "is_active", "updated_at", "address"]
+            )
+            value = {
+                "phone": f"139{self._value():08d}",
+                "customer_name": f"客户{i}-{self._value()}",
+                "balance": Decimal(self.rng.randrange(0, 10**6)) / 100,
+                "is_active": not self.rows[i]["is_active"],
+                "updated_at": self.rows[i]["updated_at"] + timedelta(minutes=1),
+                "address": f"地址{self._value()}",
+            }[field]
             if field == "balance" and value == self.rows[i]["balance"]:
                 value += Decimal("0.01")
             connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == i).values({field: value}))
@@ -153,7 +173,12 @@ def test_ten_thousand_changes_through_an_outage_are_delivered_once_in_order(coze
     expected_total = sum(len(events) for events in workload.expected.values())
 
     # the outbox: one row per event, all delivered
-    assert outbox.counts(services.engine) == {"pending": 0, "claimed": 0, "delivered": expected_total, "dead": 0}
+    assert outbox.counts(services.engine) == {
+        "pending": 0,
+        "claimed": 0,
+        "delivered": expected_total,
+        "dead": 0,
+    }
     # the delivery log: exactly one successful call per outbox row; the outage shows as failures
     with services.sessions() as session:
         ok_ids = list(session.scalars(select(CozeDelivery.outbox_id).where(CozeDelivery.ok.is_(True))))
@@ -170,9 +195,13 @@ def test_ten_thousand_changes_through_an_outage_are_delivered_once_in_order(coze
     for call in delivered:
         assert call["workflow_id"] == "customer_sync_workflow"
         received[call["parameters"]["user_id"]].append(_normalise(call["parameters"]))
-    expected = {uuid: [(op, {**values, "updated_at": values["updated_at"]}) for op, values in events]
-                for uuid, events in workload.expected.items()}
+    expected = {
+        uuid: [(op, {**values, "updated_at": values["updated_at"]}) for op, values in events]
+        for uuid, events in workload.expected.items()
+    }
     assert received == expected
     ops = [op for events in expected.values() for op, _ in events]
-    print(f"\n{expected_total} events ({ops.count('insert')} inserts, {ops.count('update')} updates, "
-          f"{ops.count('delete')} deletes), {failures} failed calls during the outage")
+    print(
+        f"\n{expected_total} events ({ops.count('insert')} inserts, {ops.count('update')} updates, "
+        f"{ops.count('delete')} deletes), {failures} failed calls during the outage"
+    )

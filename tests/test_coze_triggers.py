@@ -23,10 +23,18 @@ def demo(services):
 
 
 def _customer(i: int) -> dict:
-    return {"id": i, "uuid": f"00000000-0000-0000-0000-{i:012d}", "customer_name": f"客户{i}",
-            "customer_code": f"C{i:03d}", "phone": "13800138000", "email": f"c{i}@example.com",
-            "address": "上海", "balance": Decimal("12.50"), "is_active": True,
-            "updated_at": datetime(2024, 1, 15, 10, 0, 0)}
+    return {
+        "id": i,
+        "uuid": f"00000000-0000-0000-0000-{i:012d}",
+        "customer_name": f"客户{i}",
+        "customer_code": f"C{i:03d}",
+        "phone": "13800138000",
+        "email": f"c{i}@example.com",
+        "address": "上海",
+        "balance": Decimal("12.50"),
+        "is_active": True,
+        "updated_at": datetime(2024, 1, 15, 10, 0, 0),
+    }
 
 
 def test_changes_write_outbox_rows_in_the_same_transaction(demo, sandbox):
@@ -35,7 +43,9 @@ def test_changes_write_outbox_rows_in_the_same_transaction(demo, sandbox):
     engine = demo.engine
     with demo.sessions() as session:
         assert installed_triggers(session.connection(), template.id) == [
-            f"coze_sync_{template.id}_insert", f"coze_sync_{template.id}_update"]
+            f"coze_sync_{template.id}_insert",
+            f"coze_sync_{template.id}_update",
+        ]
     with engine.begin() as connection:
         connection.execute(insert(CUSTOMERS), [_customer(1), _customer(2)])
     with engine.begin() as connection:  # only an unselected column: nothing to send
@@ -49,8 +59,16 @@ def test_changes_write_outbox_rows_in_the_same_transaction(demo, sandbox):
         connection.execute(delete(CUSTOMERS).where(CUSTOMERS.c.id == 1))
     rows = outbox_rows(demo)
     assert [(r["op"], r["row_key"]) for r in rows] == [("insert", "1"), ("insert", "2"), ("update", "2")]
-    assert set(rows[0]["new"]) == {"uuid", "customer_name", "customer_code", "phone", "email", "balance",
-                                   "is_active", "updated_at"}
+    assert set(rows[0]["new"]) == {
+        "uuid",
+        "customer_name",
+        "customer_code",
+        "phone",
+        "email",
+        "balance",
+        "is_active",
+        "updated_at",
+    }
     assert rows[0]["old"] is None and rows[0]["new"]["customer_name"] == "客户1"
     assert rows[2]["old"]["phone"] == "13800138000" and rows[2]["new"]["phone"] == "13900000000"
     assert all(r["status"] == "pending" for r in rows)
@@ -61,7 +79,9 @@ def test_update_disable_and_delete_replace_the_triggers(demo, sandbox):
     template = templates.create(demo, customer_spec(base_url))
     with demo.engine.begin() as connection:
         connection.execute(insert(CUSTOMERS), [_customer(1)])
-    templates.update(demo, template.uuid, TemplateFields(selected_fields=["customer_name"], sync_on_insert=False))
+    templates.update(
+        demo, template.uuid, TemplateFields(selected_fields=["customer_name"], sync_on_insert=False)
+    )
     with demo.engine.begin() as connection:
         connection.execute(insert(CUSTOMERS), [_customer(2)])
         connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 1).values(phone="1"))  # not selected now

@@ -70,8 +70,9 @@ def test_only_the_token_manager_reads_stored_grants():
         assert "OAuthToken" not in names | imported, _rel(path)
         opened = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "open"
                   and "box" in ast.unparse(n.value)]
-        # the export's browser session (bot/export/auth.py) is sealed too, but is no Feishu grant
-        assert opened == [] or _rel(path) in ("bot/token_cache.py", "bot/export/auth.py"), _rel(path)
+        # the export's browser session and Coze keys are sealed too, but are no Feishu grants
+        sealers = ("bot/token_cache.py", "bot/export/auth.py", "bot/coze/keys.py")
+        assert opened == [] or _rel(path) in sealers, _rel(path)
 
 
 # Job functions, and whether they call Feishu. A new job must be added here, and if it calls
@@ -80,7 +81,10 @@ JOBS_CALLING_FEISHU = {"process_events": True, "refresh_due_tokens": True, "deli
                        "sync_cache_source": True, "apply_cache_changes": True, "refresh_cache_schema": True,
                        "sweep_receipts": False, "schedule_cache_syncs": False,
                        "download_export_file": True, "poll_export_messages": True, "plan_export": False,
-                       "submit_export_window": False, "tick_exports": False}
+                       "submit_export_window": False, "tick_exports": False,
+                       # Coze sync: calls Coze, never Feishu
+                       "dispatch_coze_outbox": False, "coze_manual_sync": False, "poll_coze_outbox": False,
+                       "clean_coze_outbox": False}
 
 
 def test_the_expired_token_test_covers_every_job():

@@ -123,11 +123,11 @@ def record(
     template's status (from its latest answer)."""
     now = utcnow()
     delivered, retry, dead, log = [], [], [], []
-    latest: dict[int, ErrorKind | None] = {}
+    latest: dict[int, tuple[ErrorKind | None, str | None]] = {}
     for result in results:
         row, outcome = result.row, result.outcome
         attempt = row.attempts + 1
-        latest[row.template_id] = outcome.kind
+        latest[row.template_id] = (outcome.kind, None if outcome.ok else _error_text(outcome))
         log.append(
             {
                 "outbox_id": row.id,
@@ -196,14 +196,10 @@ def record(
             )
         if log:
             connection.execute(insert(DELIVERIES), log)
-        for template_id, kind in latest.items():
-            status = _status(kind)
-            values: dict = {"status": status, "updated_at": now}
+        for template_id, (kind, error) in latest.items():
+            values: dict = {"status": _status(kind), "status_detail": error, "updated_at": now}
             if kind is None:
                 values["last_sync_time"] = now
-                values["status_detail"] = None
-            else:
-                values["status_detail"] = next((e["error"] for e in log if e["error"]), None)
             connection.execute(update(TEMPLATES).where(TEMPLATES.c.id == template_id).values(**values))
     return {"delivered": len(delivered), "retrying": len(retry), "dead": len(dead)}
 
