@@ -337,9 +337,11 @@ CREATE TABLE IF NOT EXISTS coze_outbox (
     delivered_at    TIMESTAMP,
     CONSTRAINT ck_coze_outbox_status CHECK (status IN ('pending', 'claimed', 'delivered', 'dead'))
 );
-CREATE INDEX IF NOT EXISTS ix_coze_outbox_due ON coze_outbox (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS ix_coze_outbox_row ON coze_outbox (template_id, row_key, id);
-CREATE INDEX IF NOT EXISTS ix_coze_outbox_sync ON coze_outbox (sync_id);
+-- One index serves the claim (pending rows), the per-row order check (undelivered rows of a key)
+-- and the counts: every index is paid for by every trigger firing, so there is one, plus a
+-- partial one that trigger rows (no sync_id) never enter.
+CREATE INDEX IF NOT EXISTS ix_coze_outbox_state ON coze_outbox (status, template_id, row_key, id);
+CREATE INDEX IF NOT EXISTS ix_coze_outbox_sync ON coze_outbox (sync_id) WHERE sync_id IS NOT NULL;
 
 -- Every Coze call, successful or not, with what Coze answered (kept after the outbox row is
 -- cleaned up).
@@ -424,39 +426,11 @@ ALTER TABLE coze_deliveries ALTER COLUMN id SET DEFAULT nextval('coze_deliveries
 CREATE SEQUENCE IF NOT EXISTS coze_manual_syncs_id_seq OWNED BY coze_manual_syncs.id;
 ALTER TABLE coze_manual_syncs ALTER COLUMN id SET DEFAULT nextval('coze_manual_syncs_id_seq');
 
--- The Coze sync triggers' one function. Arguments: template id, key columns, selected columns
--- (comma-separated; validated identifiers). It writes the outbox row in the caller's
--- transaction and wakes the dispatcher (NOTIFY is sent on commit and dropped on rollback; the
--- dispatcher also polls). An UPDATE that changes none of the selected columns writes nothing.
-CREATE OR REPLACE FUNCTION coze_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    keys     text[] := string_to_array(TG_ARGV[1], ',');
-    fields   text[] := string_to_array(TG_ARGV[2], ',');
-    old_doc  jsonb;
-    new_doc  jsonb;
-    row_doc  jsonb;
-    row_key  text;
-    stamp    timestamp := now() AT TIME ZONE 'utc';
+-- The Coze sync triggers wake the dispatcher once per statement (NOTIFY is sent on commit,
+-- dropped on rollback, and collapsed within a transaction; the dispatcher also polls). The
+-- per-row capture functions are generated per template by bot/coze/triggers.py.
+CREATE OR REPLACE FUNCTION coze_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        row_doc := to_jsonb(OLD);
-        SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) INTO old_doc
-          FROM jsonb_each(row_doc) WHERE key = ANY (fields);
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
-        row_doc := to_jsonb(NEW);
-        SELECT coalesce(jsonb_object_agg(key, value), '{}'::jsonb) INTO new_doc
-          FROM jsonb_each(row_doc) WHERE key = ANY (fields);
-    END IF;
-    IF TG_OP = 'UPDATE' AND new_doc = old_doc THEN
-        RETURN NULL;
-    END IF;
-    SELECT string_agg(row_doc ->> k, chr(31) ORDER BY n) INTO row_key
-      FROM unnest(keys) WITH ORDINALITY AS u(k, n);
-    INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
-                             next_attempt_at, created_at)
-    VALUES (TG_ARGV[0]::integer, lower(TG_OP), row_key, old_doc::text, new_doc::text, 'pending', 0,
-            stamp, stamp);
     PERFORM pg_notify('coze_outbox', TG_ARGV[0]);
     RETURN NULL;
 END

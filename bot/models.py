@@ -423,9 +423,13 @@ class CozeOutbox(Base):
         CheckConstraint(
             "status IN ('pending', 'claimed', 'delivered', 'dead')", name="ck_coze_outbox_status"
         ),
-        Index("ix_coze_outbox_due", "status", "next_attempt_at"),
-        Index("ix_coze_outbox_row", "template_id", "row_key", "id"),
-        Index("ix_coze_outbox_sync", "sync_id"),
+        Index("ix_coze_outbox_state", "status", "template_id", "row_key", "id"),
+        Index(
+            "ix_coze_outbox_sync",
+            "sync_id",
+            sqlite_where=text("sync_id IS NOT NULL"),
+            postgresql_where=text("sync_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

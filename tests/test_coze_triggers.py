@@ -108,3 +108,30 @@ def test_update_disable_and_delete_replace_the_triggers(demo, sandbox):
     with demo.engine.begin() as connection:
         connection.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 1).values(customer_name="删除后"))
     assert outbox_rows(demo) == []
+
+
+def test_postgresql_notify_wakes_the_dispatcher_only_on_commit(demo, sandbox):
+    if demo.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite triggers cannot notify; the cron polls instead")
+    import threading
+
+    from bot.coze.listener import start_listener
+
+    base_url, _ = sandbox
+    templates.create(demo, customer_spec(base_url))
+    woken = threading.Event()
+    stop = start_listener(demo.settings.effective_database_url, woken.set)
+    try:
+        for i in range(1, 20):  # the listener connects in the background: write until it hears
+            with demo.engine.begin() as connection:
+                connection.execute(insert(CUSTOMERS), [_customer(i)])
+            if woken.wait(0.5):
+                break
+        assert woken.is_set()
+        woken.clear()
+        with pytest.raises(RuntimeError), demo.engine.begin() as connection:
+            connection.execute(insert(CUSTOMERS), [_customer(100)])
+            raise RuntimeError("rolled back: no NOTIFY")
+        assert not woken.wait(1.5)
+    finally:
+        stop.set()

@@ -24,6 +24,7 @@ OUTBOX = CozeOutbox.__table__
 DELIVERIES = CozeDelivery.__table__
 TEMPLATES = CozeTemplate.__table__
 PERMANENT = {ErrorKind.BAD_REQUEST}  # retrying cannot help: dead-letter at once
+UNDELIVERED = ("pending", "claimed", "dead")
 
 
 def utcnow() -> datetime:
@@ -52,7 +53,7 @@ def claim(engine: Engine, limit: int) -> tuple[str, list[Claimed]]:
             earlier.c.template_id == OUTBOX.c.template_id,
             earlier.c.row_key == OUTBOX.c.row_key,
             earlier.c.id < OUTBOX.c.id,
-            earlier.c.status != "delivered",
+            earlier.c.status.in_(UNDELIVERED),
         )
         .exists()
     )

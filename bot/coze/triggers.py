@@ -66,13 +66,64 @@ def sqlite_ddl(plan: TriggerPlan, quote) -> list[str]:
     return statements
 
 
+def capture_function(template_id: int) -> str:
+    return f"coze_capture_{int(template_id)}"
+
+
 def postgresql_ddl(plan: TriggerPlan, quote) -> list[str]:
-    args = f"'{int(plan.template_id)}', '{','.join(plan.keys)}', '{','.join(plan.fields)}'"
-    return [
-        f"CREATE TRIGGER {trigger_name(plan.template_id, op)} AFTER {op.upper()} ON {quote(plan.table)} "
-        f"FOR EACH ROW EXECUTE FUNCTION coze_capture({args})"
-        for op in plan.operations
-    ]
+    """A capture function generated for this template (explicit columns: much cheaper than
+    filtering `to_jsonb(NEW)`), row triggers calling it — the UPDATE one only when a selected
+    column changed (`WHEN`, so no-op updates never enter PL/pgSQL) — and one statement-level
+    trigger per operation that wakes the dispatcher."""
+
+    def doc(alias: str) -> str:
+        return (
+            "jsonb_build_object(" + ", ".join(f"'{f}', {alias}.{quote(f)}" for f in plan.fields) + ")::text"
+        )
+
+    def key(alias: str) -> str:
+        return " || chr(31) || ".join(f"{alias}.{quote(k)}::text" for k in plan.keys)
+
+    function = capture_function(plan.template_id)
+    template = int(plan.template_id)
+    body = f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $coze$
+DECLARE
+    stamp timestamp := now() AT TIME ZONE 'utc';
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
+                                 next_attempt_at, created_at)
+        VALUES ({template}, 'insert', {key("NEW")}, NULL, {doc("NEW")}, 'pending', 0, stamp, stamp);
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
+                                 next_attempt_at, created_at)
+        VALUES ({template}, 'update', {key("NEW")}, {doc("OLD")}, {doc("NEW")}, 'pending', 0, stamp, stamp);
+    ELSE
+        INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
+                                 next_attempt_at, created_at)
+        VALUES ({template}, 'delete', {key("OLD")}, {doc("OLD")}, NULL, 'pending', 0, stamp, stamp);
+    END IF;
+    RETURN NULL;
+END
+$coze$"""
+    statements = [body]
+    for op in plan.operations:
+        when = ""
+        if op == "update":
+            when = (
+                " WHEN ("
+                + " OR ".join(f"OLD.{quote(f)} IS DISTINCT FROM NEW.{quote(f)}" for f in plan.fields)
+                + ")"
+            )
+        statements.append(
+            f"CREATE TRIGGER {trigger_name(plan.template_id, op)} AFTER {op.upper()} ON {quote(plan.table)} "
+            f"FOR EACH ROW{when} EXECUTE FUNCTION {function}()"
+        )
+        statements.append(
+            f"CREATE TRIGGER {trigger_name(plan.template_id, op)}_wake AFTER {op.upper()} "
+            f"ON {quote(plan.table)} FOR EACH STATEMENT EXECUTE FUNCTION coze_wake('{template}')"
+        )
+    return statements
 
 
 def drop_ddl(dialect: str, template_id: int, table: str | None, quote) -> list[str]:
@@ -80,7 +131,11 @@ def drop_ddl(dialect: str, template_id: int, table: str | None, quote) -> list[s
     if dialect == "postgresql":
         if table is None or not IDENTIFIER.match(table):
             return []
-        return [f"DROP TRIGGER IF EXISTS {name} ON {quote(table)}" for name in names]
+        return [
+            f"DROP TRIGGER IF EXISTS {name}{suffix} ON {quote(table)}"
+            for name in names
+            for suffix in ("", "_wake")
+        ]
     return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
 
 
@@ -98,6 +153,8 @@ def replace_triggers(
         for statement in drop_ddl(dialect, template_id, None, quote):
             connection.exec_driver_sql(statement)
     if plan is None or not plan.operations:
+        if dialect == "postgresql":
+            connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {capture_function(template_id)}()")
         return
     build = postgresql_ddl if dialect == "postgresql" else sqlite_ddl
     for statement in build(plan, quote):
@@ -115,4 +172,5 @@ def installed_triggers(connection: Connection, template_id: int) -> list[str]:
         rows = connection.exec_driver_sql(
             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND substr(name, 1, 10) = 'coze_sync_'"
         )
-    return sorted(r[0] for r in rows if r[0].startswith(prefix))
+    # the row triggers; PostgreSQL's statement-level wake-up companions are not listed
+    return sorted(r[0] for r in rows if r[0].startswith(prefix) and not r[0].endswith("_wake"))
