@@ -76,10 +76,9 @@ def build_cron(settings: Settings):
 def run_cron(settings: Settings) -> None:
     """Enqueue periodic jobs on their schedule (run exactly one of these per deployment)."""
     from bot.coze.listener import start_listener
-    from bot.queue import QueueName, connect_redis, enqueue_once, queues
-    from jobs.coze import DISPATCH_JOB_ID, dispatch_coze_outbox
+    from bot.services import build_services
+    from jobs.coze import wake_dispatcher
 
-    coze_queue = queues(connect_redis(settings.redis_url))[QueueName.COZE]
-    start_listener(settings.effective_database_url,
-                   lambda: enqueue_once(coze_queue, DISPATCH_JOB_ID, dispatch_coze_outbox, timeout=300))
+    services = build_services(settings)
+    start_listener(settings.effective_database_url, lambda: wake_dispatcher(services))
     build_cron(settings).start()

@@ -19,19 +19,24 @@ from sqlalchemy import select
 from bot.coze import manual, outbox
 from bot.coze.dispatch import run_round
 from bot.models import CozeManualSync
-from bot.queue import QueueName, enqueue_once, job_is_live
+from bot.queue import QueueName
 from bot.services import Services, current
 from jobs.timing import instrumented
 
 log = logging.getLogger(__name__)
 
-DISPATCH_JOB_ID = "coze-dispatch"
-LATER_JOB_ID = "coze-dispatch-later"
+WAITING_KEY = "fb:coze:dispatch-waiting"  # set while a dispatch job waits in the queue
+LATER_KEY = "fb:coze:dispatch-later"  # set while a delayed dispatch job is scheduled
 DISPATCH_BUDGET_SECONDS = 50.0  # then hand over to a fresh job, so one job never hogs a worker
+JOB_OPTIONS = {"job_timeout": 300, "result_ttl": 60, "failure_ttl": 7 * 24 * 3600}
 
 
 def wake_dispatcher(services: Services) -> None:
-    enqueue_once(services.queues[QueueName.COZE], DISPATCH_JOB_ID, dispatch_coze_outbox, timeout=300)
+    """Make sure one dispatch job is waiting. Only a *waiting* job is deduplicated (a Redis key
+    its job deletes when it starts): a running job that was killed with its worker blocks
+    nothing, and two dispatchers at once are safe (claims are atomic), merely redundant."""
+    if services.redis.set(WAITING_KEY, "1", nx=True, ex=60):
+        services.queues[QueueName.COZE].enqueue(dispatch_coze_outbox, **JOB_OPTIONS)
 
 
 def _schedule_retry(services: Services) -> None:
@@ -39,12 +44,13 @@ def _schedule_retry(services: Services) -> None:
     due = outbox.next_due(services.engine)
     if due is None:
         return
-    queue = services.queues[QueueName.COZE]
-    if job_is_live(queue.connection, LATER_JOB_ID):
-        return
     delay = max(0.5, (due - outbox.utcnow()).total_seconds())
-    if delay <= services.settings.coze_poll_seconds:
-        queue.enqueue_in(timedelta(seconds=delay), dispatch_coze_outbox, job_id=LATER_JOB_ID, job_timeout=300)
+    if delay <= services.settings.coze_poll_seconds and services.redis.set(
+        LATER_KEY, "1", nx=True, ex=int(delay) + 5
+    ):
+        services.queues[QueueName.COZE].enqueue_in(
+            timedelta(seconds=delay), dispatch_coze_outbox, **JOB_OPTIONS
+        )
 
 
 def drain(services: Services, budget: float = DISPATCH_BUDGET_SECONDS) -> dict[str, int]:
@@ -73,6 +79,7 @@ def drain(services: Services, budget: float = DISPATCH_BUDGET_SECONDS) -> dict[s
 @instrumented("dispatch_coze_outbox")
 def dispatch_coze_outbox() -> dict[str, int]:
     services = current()
+    services.redis.delete(WAITING_KEY)
     totals = drain(services)
     if totals:
         log.info("coze outbox dispatched", extra=totals)

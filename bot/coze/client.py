@@ -7,6 +7,7 @@ when to try again.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -73,10 +74,21 @@ class Outcome:
     error: str | None = None
 
 
+def _adopt_sdk_logger() -> None:
+    """cozepy prints through its own stderr handler, past our JSON formatter and secret
+    scrubbing; route it through ours instead. Failures are recorded per call in
+    coze_deliveries, so its per-request warnings are noise: keep errors only."""
+    sdk = logging.getLogger("cozepy")
+    sdk.handlers.clear()
+    sdk.propagate = True
+    sdk.setLevel(logging.ERROR)
+
+
 class CozeClients:
     """Coze SDK clients, one per (base URL, key), shared by the dispatcher's threads."""
 
     def __init__(self, timeout: float) -> None:
+        _adopt_sdk_logger()
         self._timeout = timeout
         self._clients: dict[tuple[str, str], Coze] = {}
         self._lock = threading.Lock()

@@ -72,9 +72,10 @@ def capture_function(template_id: int) -> str:
 
 def postgresql_ddl(plan: TriggerPlan, quote) -> list[str]:
     """A capture function generated for this template (explicit columns: much cheaper than
-    filtering `to_jsonb(NEW)`), row triggers calling it — the UPDATE one only when a selected
-    column changed (`WHEN`, so no-op updates never enter PL/pgSQL) — and one statement-level
-    trigger per operation that wakes the dispatcher."""
+    filtering `to_jsonb(NEW)`). Inserts and deletes are captured per *statement* from the
+    transition table (one INSERT … SELECT however many rows a statement touched, then one
+    NOTIFY); updates per row, only when a selected column changed (`WHEN`, so no-op updates
+    never enter PL/pgSQL), with a statement-level companion that wakes the dispatcher."""
 
     def doc(alias: str) -> str:
         return (
@@ -86,43 +87,57 @@ def postgresql_ddl(plan: TriggerPlan, quote) -> list[str]:
 
     function = capture_function(plan.template_id)
     template = int(plan.template_id)
+    columns = (
+        "template_id, op, row_key, old_values, new_values, status, attempts, next_attempt_at, created_at"
+    )
     body = f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $coze$
 DECLARE
     stamp timestamp := now() AT TIME ZONE 'utc';
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
-                                 next_attempt_at, created_at)
-        VALUES ({template}, 'insert', {key("NEW")}, NULL, {doc("NEW")}, 'pending', 0, stamp, stamp);
-    ELSIF TG_OP = 'UPDATE' THEN
-        INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
-                                 next_attempt_at, created_at)
-        VALUES ({template}, 'update', {key("NEW")}, {doc("OLD")}, {doc("NEW")}, 'pending', 0, stamp, stamp);
+        INSERT INTO coze_outbox ({columns})
+        SELECT {template}, 'insert', {key("n")}, NULL, {doc("n")}, 'pending', 0, stamp, stamp
+          FROM coze_new AS n;
+        IF FOUND THEN
+            PERFORM pg_notify('coze_outbox', '{template}');
+        END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO coze_outbox ({columns})
+        SELECT {template}, 'delete', {key("o")}, {doc("o")}, NULL, 'pending', 0, stamp, stamp
+          FROM coze_old AS o;
+        IF FOUND THEN
+            PERFORM pg_notify('coze_outbox', '{template}');
+        END IF;
     ELSE
-        INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts,
-                                 next_attempt_at, created_at)
-        VALUES ({template}, 'delete', {key("OLD")}, {doc("OLD")}, NULL, 'pending', 0, stamp, stamp);
+        INSERT INTO coze_outbox ({columns})
+        VALUES ({template}, 'update', {key("NEW")}, {doc("OLD")}, {doc("NEW")}, 'pending', 0, stamp, stamp);
     END IF;
     RETURN NULL;
 END
 $coze$"""
     statements = [body]
     for op in plan.operations:
-        when = ""
-        if op == "update":
-            when = (
-                " WHEN ("
-                + " OR ".join(f"OLD.{quote(f)} IS DISTINCT FROM NEW.{quote(f)}" for f in plan.fields)
-                + ")"
+        name, table = trigger_name(plan.template_id, op), quote(plan.table)
+        if op == "insert":
+            statements.append(
+                f"CREATE TRIGGER {name} AFTER INSERT ON {table} REFERENCING NEW TABLE AS coze_new "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
             )
-        statements.append(
-            f"CREATE TRIGGER {trigger_name(plan.template_id, op)} AFTER {op.upper()} ON {quote(plan.table)} "
-            f"FOR EACH ROW{when} EXECUTE FUNCTION {function}()"
-        )
-        statements.append(
-            f"CREATE TRIGGER {trigger_name(plan.template_id, op)}_wake AFTER {op.upper()} "
-            f"ON {quote(plan.table)} FOR EACH STATEMENT EXECUTE FUNCTION coze_wake('{template}')"
-        )
+        elif op == "delete":
+            statements.append(
+                f"CREATE TRIGGER {name} AFTER DELETE ON {table} REFERENCING OLD TABLE AS coze_old "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            )
+        else:
+            changed = " OR ".join(f"OLD.{quote(f)} IS DISTINCT FROM NEW.{quote(f)}" for f in plan.fields)
+            statements.append(
+                f"CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN ({changed}) "
+                f"EXECUTE FUNCTION {function}()"
+            )
+            statements.append(
+                f"CREATE TRIGGER {name}_wake AFTER UPDATE ON {table} FOR EACH STATEMENT "
+                f"EXECUTE FUNCTION coze_wake('{template}')"
+            )
     return statements
 
 
