@@ -329,11 +329,11 @@ CREATE TABLE IF NOT EXISTS coze_outbox (
     sync_id         INTEGER,                -- the manual sync that queued it
     status          VARCHAR(12) NOT NULL DEFAULT 'pending',
     attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TIMESTAMP NOT NULL,
+    next_attempt_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,  -- SQLite triggers rely on these
     claimed_at      TIMESTAMP,
     claim_token     VARCHAR(32),
     last_error      TEXT,
-    created_at      TIMESTAMP NOT NULL,
+    created_at      TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,  -- two defaults (UTC on SQLite)
     delivered_at    TIMESTAMP,
     CONSTRAINT ck_coze_outbox_status CHECK (status IN ('pending', 'claimed', 'delivered', 'dead'))
 );

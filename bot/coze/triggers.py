@@ -45,7 +45,6 @@ def sqlite_ddl(plan: TriggerPlan, quote) -> list[str]:
     def key(alias: str) -> str:
         return " || char(31) || ".join(f"CAST({alias}.{quote(k)} AS TEXT)" for k in plan.keys)
 
-    stamp = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
     statements = []
     for op in plan.operations:
         alias = "OLD" if op == "delete" else "NEW"
@@ -57,10 +56,9 @@ def sqlite_ddl(plan: TriggerPlan, quote) -> list[str]:
         statements.append(
             f"CREATE TRIGGER {trigger_name(plan.template_id, op)} AFTER {op.upper()} ON {quote(plan.table)} "
             f"FOR EACH ROW{when} BEGIN "
-            "INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts, "
-            "next_attempt_at, created_at) "
-            f"VALUES ({int(plan.template_id)}, '{op}', {key(alias)}, {old}, {new}, 'pending', 0, "
-            f"{stamp}, {stamp}); "
+            # created_at and next_attempt_at: the columns' CURRENT_TIMESTAMP defaults (UTC)
+            "INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts) "
+            f"VALUES ({int(plan.template_id)}, '{op}', {key(alias)}, {old}, {new}, 'pending', 0); "
             "END"
         )
     return statements
