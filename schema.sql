@@ -383,6 +383,35 @@ CREATE TABLE IF NOT EXISTS coze_manual_syncs (
     CONSTRAINT ck_coze_manual_syncs_status CHECK (status IN ('queued', 'queuing', 'delivering', 'done', 'failed'))
 );
 
+-- Chat commands (issue 7): every command a user typed, who, what and how it ended (the audit
+-- trail; `message_id` is unique, so a re-delivered message is not run twice).
+CREATE TABLE IF NOT EXISTS chat_commands (
+    id          INTEGER PRIMARY KEY,
+    message_id  VARCHAR(64) NOT NULL,
+    chat_id     VARCHAR(64) NOT NULL,
+    open_id     VARCHAR(64) NOT NULL,
+    text        TEXT NOT NULL,
+    command     VARCHAR(32),
+    outcome     VARCHAR(12) NOT NULL,   -- received, ok, refused, usage, error
+    detail      TEXT,
+    created_at  TIMESTAMP NOT NULL,
+    CONSTRAINT uq_chat_commands_message UNIQUE (message_id)
+);
+CREATE INDEX IF NOT EXISTS ix_chat_commands_created ON chat_commands (created_at);
+
+-- Progress cards the bot sent, patched in place until their job ends.
+CREATE TABLE IF NOT EXISTS chat_cards (
+    id            INTEGER PRIMARY KEY,
+    message_id    VARCHAR(64) NOT NULL,
+    chat_id       VARCHAR(64) NOT NULL,
+    kind          VARCHAR(16) NOT NULL,   -- export, coze_sync
+    ref_id        INTEGER NOT NULL,       -- the export run / manual sync
+    state         VARCHAR(8) NOT NULL DEFAULT 'live',
+    content_hash  VARCHAR(64),
+    updated_at    TIMESTAMP NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_chat_cards_state ON chat_cards (state);
+
 -- ===== section: dialect: postgresql =====
 
 -- PostgreSQL has no rowid: give each integer primary key a sequence-backed default.
@@ -423,6 +452,10 @@ CREATE SEQUENCE IF NOT EXISTS coze_outbox_id_seq OWNED BY coze_outbox.id;
 ALTER TABLE coze_outbox ALTER COLUMN id SET DEFAULT nextval('coze_outbox_id_seq');
 CREATE SEQUENCE IF NOT EXISTS coze_deliveries_id_seq OWNED BY coze_deliveries.id;
 ALTER TABLE coze_deliveries ALTER COLUMN id SET DEFAULT nextval('coze_deliveries_id_seq');
+CREATE SEQUENCE IF NOT EXISTS chat_commands_id_seq OWNED BY chat_commands.id;
+ALTER TABLE chat_commands ALTER COLUMN id SET DEFAULT nextval('chat_commands_id_seq');
+CREATE SEQUENCE IF NOT EXISTS chat_cards_id_seq OWNED BY chat_cards.id;
+ALTER TABLE chat_cards ALTER COLUMN id SET DEFAULT nextval('chat_cards_id_seq');
 CREATE SEQUENCE IF NOT EXISTS coze_manual_syncs_id_seq OWNED BY coze_manual_syncs.id;
 ALTER TABLE coze_manual_syncs ALTER COLUMN id SET DEFAULT nextval('coze_manual_syncs_id_seq');
 

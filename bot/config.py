@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     export_browser_headless: bool = True
     playwright_chromium_path: str = ""  # unset → Debian's chromium on PATH, else Playwright's own
 
+    # Chat commands (issue 7): who may command the bot — these users anywhere, anyone in these chats.
+    chat_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # open_ids, comma-separated
+    chat_allowed_chats: Annotated[list[str], NoDecode] = Field(default_factory=list)  # chat_ids
+    chat_card_refresh_seconds: int = 3  # progress cards are patched this often while their job runs
+
     # Coze sync (issue 6): templates → triggers → outbox → workflow calls.
     coze_default_api_url: str = "https://api.coze.cn"
     coze_max_attempts: int = 10  # failed calls of one outbox row before it is dead-lettered
@@ -123,6 +128,13 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         # lark-oapi concatenates domain + path, so a trailing slash yields "//open-apis".
         return value.rstrip("/")
+
+    @field_validator("chat_admins", "chat_allowed_chats", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("event_retry_intervals", mode="before")
     @classmethod

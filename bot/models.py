@@ -503,3 +503,39 @@ class CozeManualSync(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChatCommand(Base):
+    """One chat command: the audit trail (who, what, when, outcome)."""
+
+    __tablename__ = "chat_commands"
+    __table_args__ = (
+        UniqueConstraint("message_id", name="uq_chat_commands_message"),
+        Index("ix_chat_commands_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    open_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    command: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(12))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChatCard(Base):
+    """A progress card the bot sent and keeps patching until its job ends."""
+
+    __tablename__ = "chat_cards"
+    __table_args__ = (Index("ix_chat_cards_state", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    ref_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(8), server_default=text("'live'"))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -20,6 +20,7 @@ def sandbox_settings(settings: Settings, sandbox_port: int) -> Settings:
     """Point the bridge at the sandbox, with the sandbox's fixed app credentials and its own
     var/ subdirectory so sandbox data never mixes with a real deployment's."""
     from sandbox.state import (
+        DEFAULT_USER_OPEN_ID,
         SANDBOX_APP_ID,
         SANDBOX_APP_SECRET,
         SANDBOX_ENCRYPT_KEY,
@@ -33,6 +34,8 @@ def sandbox_settings(settings: Settings, sandbox_port: int) -> Settings:
         "feishu_verification_token": SecretStr(SANDBOX_VERIFICATION_TOKEN),
         "feishu_base_url": f"http://127.0.0.1:{sandbox_port}",
         "var_dir": settings.var_dir / "sandbox",
+        # the sandbox's user may command the bot (unless the operator chose admins already)
+        "chat_admins": settings.chat_admins or [DEFAULT_USER_OPEN_ID],
     }
     return settings.model_copy(update=update)
 
@@ -44,6 +47,7 @@ def _feishu_env(settings: Settings) -> dict[str, str]:
         "FEISHU_ENCRYPT_KEY": settings.feishu_encrypt_key.get_secret_value(),
         "FEISHU_VERIFICATION_TOKEN": settings.feishu_verification_token.get_secret_value(),
         "FEISHU_BASE_URL": settings.feishu_base_url,
+        "CHAT_ADMINS": ",".join(settings.chat_admins),
     }
 
 

@@ -45,6 +45,7 @@ def build_cron(settings: Settings):
     from bot.queue import QueueName, connect_redis
     from jobs.alerts import deliver_alerts
     from jobs.caches import schedule_cache_syncs
+    from jobs.chat import refresh_chat_cards
     from jobs.coze import clean_coze_outbox, poll_coze_outbox
     from jobs.export import poll_export_messages, tick_exports
     from jobs.maintenance import sweep_receipts
@@ -63,6 +64,8 @@ def build_cron(settings: Settings):
                   job_timeout=120, name="deliver_alerts")
     cron.register(tick_exports, queue_name=QueueName.EXPORTS, interval=settings.export_tick_seconds,
                   job_timeout=120, name="tick_exports")
+    cron.register(refresh_chat_cards, queue_name=QueueName.DEFAULT,
+                  interval=settings.chat_card_refresh_seconds, job_timeout=120, name="refresh_chat_cards")
     cron.register(poll_coze_outbox, queue_name=QueueName.COZE, interval=settings.coze_poll_seconds,
                   job_timeout=60, name="poll_coze_outbox")
     cron.register(clean_coze_outbox, queue_name=QueueName.COZE, interval=3600, job_timeout=600,

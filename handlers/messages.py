@@ -6,16 +6,14 @@ import logging
 from typing import Any
 
 from bot.export.catch import from_event
-from bot.im import reply_text
 from bot.services import Services
-from handlers.commands import parse, text_of_message
+from handlers.chat import on_text
 
 log = logging.getLogger(__name__)
 
 
 def on_message_receive(services: Services, event_doc: dict[str, Any]) -> str:
-    """Catch the contract bot's export files; answer `/ping` with `pong` (the full command set
-    arrives with the chat-commands issue)."""
+    """Catch the contract bot's export files; run chat commands (handlers/chat.py)."""
     event = event_doc.get("event") or {}
     message = event.get("message") or {}
     completion = from_event(event, services.settings)
@@ -26,10 +24,6 @@ def on_message_receive(services: Services, event_doc: dict[str, Any]) -> str:
         return "export file queued for download" if new else "export file already seen"
     if message.get("message_type") != "text":
         return "ignored: not a text message"
-    command = parse(text_of_message(message.get("content")))
-    if command is None:
-        return "ignored: not a command"
-    if command.name == "ping":
-        reply_text(services.feishu, message["message_id"], "pong")
-        return "replied pong"
-    return f"ignored: unknown command /{command.name}"
+    if (event.get("sender") or {}).get("sender_type") == "app":
+        return "ignored: sent by an app"
+    return on_text(services, event)

@@ -66,6 +66,19 @@ def sent():
     return jsonify(items=items, total=len(items))
 
 
+@bp.get("/messages/<message_id>/history")
+def message_history(message_id: str):
+    """A message's contents in order: as sent, then after each patch (cards being updated)."""
+    st = state()
+    with st.lock:
+        message = st.messages.get(message_id)
+        if message is None:
+            return jsonify(error=f"no message {message_id}"), 404
+        versions = [*message.versions, message.content]
+    return jsonify(message_id=message_id, msg_type=message.msg_type,
+                   versions=[json.loads(v) for v in versions], updates=len(versions) - 1)
+
+
 @bp.get("/chats/<chat_id>/messages")
 def conversation(chat_id: str):
     st = state()

@@ -97,6 +97,7 @@ class Message:
     root_id: str = ""
     uuid: str | None = None
     create_time: int = field(default_factory=lambda: int(time.time() * 1000))
+    versions: list[str] = field(default_factory=list)  # earlier contents of a patched card
 
     def to_api(self, tenant_key: str) -> dict[str, Any]:
         """The message object as im/v1 returns it."""

@@ -202,7 +202,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     httpx.post(f"{base_url}/sandbox/tokens/expire")
     doc = text_message_event(sender(), "/ping", event_id="ev-exp", message_id=message.message_id)
     receipt_id = receipts.record(services.engine, ParsedEvent("ev-exp", "im.message.receive_v1", "2.0", doc))
-    assert process_receipt(services, receipt_id) == "replied pong"
+    assert process_receipt(services, receipt_id) == "ping: ok"
     # sync_cache_source: a bitable read as the user whose token expired
     from bot.caches import store
     from bot.caches.sources import parse_source
@@ -247,6 +247,19 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     with services.sessions() as session:
         outcomes = list(session.scalars(select(TokenRefresh.outcome)))
     assert outcomes == ["authorized"] + ["refreshed"] * 6
+    # refresh_chat_cards: a progress card patched with a tenant token the sandbox stopped accepting
+    from bot.im import reply_card
+    from bot.models import ChatCard
+    from jobs.chat import refresh_chat_cards
+
+    card = {"config": {"update_multi": True}, "elements": []}
+    card_id = reply_card(services.feishu, message.message_id, card)
+    with services.sessions() as session, session.begin():
+        session.add(ChatCard(message_id=card_id, chat_id="oc_x", kind="export", ref_id=run_id, state="live",
+                             updated_at=utcnow()))
+    httpx.post(f"{base_url}/sandbox/tokens/expire")
+    assert refresh_chat_cards() == 1
+    assert state.messages[card_id].versions, "the card was not patched"
 
 
 def _fail_updates(services, on: bool) -> None:

@@ -68,6 +68,30 @@ def reply_message(message_id: str):
     return envelope.ok(message.to_api(st.config.app_id))
 
 
+@bp.patch("/open-apis/im/v1/messages/<message_id>")
+@open_api
+def patch_message(message_id: str):
+    """Update a card the bot sent (message patch): only `interactive` messages from this app."""
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    content = body.get("content")
+    with st.lock:
+        message = st.messages.get(message_id)
+        if message is None:
+            return envelope.fail(envelope.IM_INVALID_PARAM, f"message {message_id} not found")
+        if message.msg_type != "interactive" or message.sender_type != "app":
+            return envelope.fail(envelope.IM_INVALID_PARAM, "only cards sent by this app can be updated")
+        try:
+            card = json.loads(content) if isinstance(content, str) else None
+        except ValueError:
+            card = None
+        if not isinstance(card, dict):
+            return envelope.fail(envelope.IM_INVALID_PARAM, "content must be a JSON-encoded card")
+        message.versions.append(message.content)
+        message.content = content
+    return envelope.ok({})
+
+
 @bp.get("/open-apis/im/v1/messages")
 @open_api
 def list_messages():

@@ -1,0 +1,113 @@
+"""Chat commands in the sandbox with the real processes: a user types into a chat, the bot
+answers — `/export start` with a card patched until 100%, `/sync`, `/status`, usage help for bad
+input, a polite refusal (audited) for someone not on the allowlist."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from redis import Redis
+from sqlalchemy import select
+
+from bot.db import init_schema
+from bot.models import ChatCommand
+from bot.services import build_services
+from sandbox.state import DEFAULT_USER_OPEN_ID
+from tests.conftest import make_settings
+from tests.export_helpers import export_env, store_auth, wait_for
+from tests.oauth_helpers import authorize
+from tests.stack import BridgeStack
+
+pytestmark = pytest.mark.slow
+STRANGER = "ou_not_on_the_list_0009"
+
+
+@pytest.fixture
+def chat_stack(tmp_path, redis_url, sandbox):
+    base_url, state = sandbox
+    database_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        redis_url=redis_url,
+        feishu_base_url=base_url,
+        var_dir=tmp_path / "var",
+    )
+    services = build_services(settings)
+    init_schema(services.engine)
+    authorize(services)
+    Redis.from_url(redis_url).flushdb()
+    extra = export_env(
+        base_url, CHAT_ADMINS=DEFAULT_USER_OPEN_ID, CHAT_CARD_REFRESH_SECONDS="1", SWEEP_INTERVAL_SECONDS="2"
+    )
+    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=3, cron=True, extra_env=extra)
+    stack.start()
+    state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
+    try:
+        yield stack, services, state, base_url
+    finally:
+        stack.stop()
+        services.close()
+
+
+def say(base_url: str, text: str, user: str = DEFAULT_USER_OPEN_ID) -> str:
+    answer = httpx.post(f"{base_url}/sandbox/chat", json={"text": text, "user_open_id": user})
+    answer.raise_for_status()
+    return answer.json()["message_id"]
+
+
+def replies(base_url: str, message_id: str) -> list[dict]:
+    return httpx.get(f"{base_url}/sandbox/sent", params={"parent_id": message_id}).json()["items"]
+
+
+def reply_text(base_url: str, message_id: str, timeout: float = 30) -> str:
+    assert wait_for(lambda: replies(base_url, message_id), timeout), "no reply"
+    return json.loads(replies(base_url, message_id)[0]["body"]["content"])["text"]
+
+
+def history(base_url: str, message_id: str) -> list[dict]:
+    return httpx.get(f"{base_url}/sandbox/messages/{message_id}/history").json()["versions"]
+
+
+def card_text(card: dict) -> str:
+    return "\n".join(e["text"]["content"] for e in card["elements"] if e.get("tag") == "div")
+
+
+def test_export_card_is_patched_to_100_percent_and_other_commands_answer(chat_stack):
+    stack, services, state, base_url = chat_stack
+    store_auth(stack.env(), base_url)
+
+    asked = say(base_url, "/export start 2022-01-01 2022-03-31")
+    assert wait_for(lambda: replies(base_url, asked), 30), "no card"
+    card_message = replies(base_url, asked)[0]
+    assert card_message["msg_type"] == "interactive"
+    card_id = card_message["message_id"]
+    finished = lambda: history(base_url, card_id)[-1]["header"]["template"] != "blue"  # noqa: E731
+    assert wait_for(finished, 300), card_text(history(base_url, card_id)[-1])
+    versions = history(base_url, card_id)
+    assert len(versions) >= 3, "the card was not updated along the way"
+    percents = [int(card_text(v).split("%")[0].split()[-1]) for v in versions]
+    assert percents == sorted(percents) and percents[-1] == 100, percents
+    final = card_text(versions[-1])
+    expected = sum(1 for r in state.contract.records if "2022-01-01" <= r.created[:10] <= "2022-03-31")
+    assert f"已导出 {expected} 条记录" in final and versions[-1]["header"]["template"] == "green"
+
+    assert "可用命令" in reply_text(base_url, say(base_url, "/help"))
+    status = reply_text(base_url, say(base_url, "状态"))
+    assert "导出：第 1 次，已完成，100%" in status and "Coze：0 个模板" in status
+    assert "还没有数据源" in reply_text(base_url, say(base_url, "/sync"))
+    assert "无法识别的日期 '2022-02-30'" in reply_text(
+        base_url, say(base_url, "/export start 2022-02-30 2022-03-01")
+    )
+    assert "未知命令 /frobnicate" in reply_text(base_url, say(base_url, "/frobnicate"))
+    refused = say(base_url, "/status", user=STRANGER)
+    assert "没有使用此机器人的权限" in reply_text(base_url, refused)
+
+    with services.sessions() as session:
+        audit = {row.message_id: row for row in session.scalars(select(ChatCommand))}
+    assert audit[asked].outcome == "ok" and audit[asked].command == "export start"
+    assert audit[refused].outcome == "refused" and audit[refused].open_id == STRANGER
+    outcomes = sorted(r.outcome for r in audit.values())
+    assert outcomes == ["ok", "ok", "ok", "refused", "usage", "usage", "usage"]
