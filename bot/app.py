@@ -12,7 +12,7 @@ from bot.services import Services, build_services
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
-    from bot.web import api, oauth, openapi, ops, webhook
+    from bot.web import api, dashboard, oauth, openapi, ops, webhook
     from handlers import REGISTRY
 
     settings = settings or (services.settings if services else load_settings())
@@ -31,6 +31,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(oauth.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(dashboard.bp)
+    app.secret_key = dashboard.session_key(settings.admin_token.get_secret_value())
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    if settings.redis_url:
+        dashboard.mount_rq_dashboard(app, settings.redis_url)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -18,7 +18,46 @@ def _hours_left(at: datetime | None, now: datetime) -> float | None:
     return round((at - now).total_seconds() / 3600, 1)
 
 
-def overview(services: Services) -> dict[str, Any]:
+def overview(services: Services, *, detail: bool = False) -> dict[str, Any]:
+    """`detail` adds what only the dashboard shows: the export's windows, failed jobs, recent
+    chat commands."""
+    snapshot = _summary(services)
+    if detail:
+        snapshot.update(_detail(services, snapshot))
+    return snapshot
+
+
+def _detail(services: Services, snapshot: dict[str, Any]) -> dict[str, Any]:
+    from rq.registry import FailedJobRegistry
+
+    from bot.export import runner
+    from bot.models import ChatCommand
+
+    export = snapshot["export"]
+    windows = runner.window_list(services.engine, export["run"]) if export else []
+    failed_jobs = []
+    for name, queue in services.queues.items():
+        registry = FailedJobRegistry(queue=queue)
+        for job in queue.job_class.fetch_many(registry.get_job_ids(0, 4), connection=services.redis):
+            if job is not None:
+                reason = (job.exc_info or "").strip().splitlines()
+                failed_jobs.append({"queue": name, "id": job.id, "func": job.func_name,
+                                    "error": reason[-1][:200] if reason else "",
+                                    "at": job.ended_at.isoformat(timespec="seconds") if job.ended_at else ""})
+    failed_counts = {name: FailedJobRegistry(queue=q).count for name, q in services.queues.items()}
+    with services.sessions() as session:
+        commands = session.scalars(select(ChatCommand).order_by(ChatCommand.id.desc()).limit(8)).all()
+    return {
+        "windows": [{"id": w["id"], "start": w["start"][:16], "end": w["end"][:16], "state": w["state"],
+                     "rows": w["rows"]} for w in windows],
+        "failed_jobs": failed_jobs,
+        "failed_job_counts": failed_counts,
+        "commands": [{"at": c.created_at.isoformat(timespec="seconds"), "who": c.open_id, "text": c.text,
+                      "outcome": c.outcome} for c in commands],
+    }
+
+
+def _summary(services: Services) -> dict[str, Any]:
     from bot.caches import store
     from bot.coze import outbox
     from bot.export import runner

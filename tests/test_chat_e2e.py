@@ -5,6 +5,9 @@ input, a polite refusal (audited) for someone not on the allowlist."""
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,6 +25,10 @@ from tests.stack import BridgeStack
 
 pytestmark = pytest.mark.slow
 STRANGER = "ou_not_on_the_list_0009"
+ADMIN_TOKEN = "dashboard-admin-token-0001"
+ARTIFACTS = Path(
+    os.environ.get("FB_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts")
+)
 
 
 @pytest.fixture
@@ -40,7 +47,11 @@ def chat_stack(tmp_path, redis_url, sandbox):
     authorize(services)
     Redis.from_url(redis_url).flushdb()
     extra = export_env(
-        base_url, CHAT_ADMINS=DEFAULT_USER_OPEN_ID, CHAT_CARD_REFRESH_SECONDS="1", SWEEP_INTERVAL_SECONDS="2"
+        base_url,
+        CHAT_ADMINS=DEFAULT_USER_OPEN_ID,
+        CHAT_CARD_REFRESH_SECONDS="1",
+        SWEEP_INTERVAL_SECONDS="2",
+        ADMIN_TOKEN=ADMIN_TOKEN,
     )
     stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=3, cron=True, extra_env=extra)
     stack.start()
@@ -111,3 +122,51 @@ def test_export_card_is_patched_to_100_percent_and_other_commands_answer(chat_st
     assert audit[refused].outcome == "refused" and audit[refused].open_id == STRANGER
     outcomes = sorted(r.outcome for r in audit.values())
     assert outcomes == ["ok", "ok", "ok", "refused", "usage", "usage", "usage"]
+
+
+def test_dashboard_in_chromium_shows_an_export_progressing(chat_stack):
+    """Real headless Chromium: refused before login, logs in with the admin token, and sees the
+    export figures change without reloading while a run goes on; a screenshot is kept."""
+    from playwright.sync_api import sync_playwright
+
+    from bot.export.messenger import chromium_path
+
+    stack, services, state, base_url = chat_stack
+    store_auth(stack.env(), base_url)
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            headless=True, executable_path=chromium_path(services.settings), args=args
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        assert page.request.get(f"{stack.base_url}/dashboard/panels").status == 401
+        page.goto(f"{stack.base_url}/")
+        assert "/login" in page.url
+        page.fill("#token", "wrong-token")
+        page.click("#login")
+        assert "Wrong admin token" in page.inner_text("#error")
+        page.fill("#token", ADMIN_TOKEN)
+        page.click("#login")
+        page.wait_for_selector("#fig-export-records")
+        assert page.inner_text("#fig-export-records") == "–"
+
+        say(base_url, "/export start 2022-01-01 2022-06-30")
+        seen, deadline = [], time.monotonic() + 300
+        while time.monotonic() < deadline:
+            value = page.inner_text("#fig-export-records")
+            if not seen or seen[-1] != value:
+                seen.append(value)
+            if "done" in page.inner_text("#fig-export-progress"):
+                break
+            time.sleep(0.3)
+        expected = sum(1 for r in state.contract.records if "2022-01-01" <= r.created[:10] <= "2022-06-30")
+        assert seen[-1] == str(expected), seen
+        assert len(seen) >= 3, f"the figures did not change live: {seen}"
+        assert page.locator("#window-grid .w.verified").count() >= 2
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "dashboard.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        page.goto(f"{stack.base_url}/rq/")
+        assert "RQ" in page.title() or page.locator("text=Queues").count() > 0
+        browser.close()
