@@ -51,6 +51,33 @@ def progress_card(
     }
 
 
+def notice_card(title: str, text: str, *, buttons: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A one-off card: a message with optional buttons (handled by card-action callbacks)."""
+    elements: list[dict[str, Any]] = [{"tag": "div", "text": {"tag": "lark_md", "content": text}}]
+    if buttons:
+        elements.append(_actions(buttons))
+    return {
+        "config": {"wide_screen_mode": True, "update_multi": True},
+        "header": {"title": {"tag": "plain_text", "content": title}, "template": "blue"},
+        "elements": elements,
+    }
+
+
+def _actions(buttons: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "tag": "action",
+        "actions": [
+            {
+                "tag": "button",
+                "text": {"tag": "plain_text", "content": b["text"]},
+                "type": b.get("type", "default"),
+                "value": b["value"],
+            }
+            for b in buttons
+        ],
+    }
+
+
 def eta_text(seconds: float | None) -> str:
     if seconds is None:
         return "预计剩余：计算中"

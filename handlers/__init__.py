@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.services import Services
 from handlers.bitable import on_field_changed, on_record_changed
+from handlers.cards import on_card_action
 from handlers.messages import on_message_receive
 
 EventHandler = Callable[[Services, dict[str, Any]], str]
@@ -20,4 +21,5 @@ REGISTRY: dict[str, EventHandler] = {
     "im.message.receive_v1": on_message_receive,
     "drive.file.bitable_record_changed_v1": on_record_changed,
     "drive.file.bitable_field_changed_v1": on_field_changed,
+    "card.action.trigger": on_card_action,
 }

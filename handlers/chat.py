@@ -41,33 +41,33 @@ def on_text(services: Services, event: dict[str, Any]) -> str:
         usage = None
         if command is None:
             return "ignored: not a command"
-    if not _first_time(services, message_id, chat_id, sender, text):
+    if not record_once(services, message_id, chat_id, sender, text):
         return "ignored: command already handled"
     public = command is not None and command.name == "ping"  # a liveness check reveals nothing
     if not public and not allowed(services, sender, chat_id):
         reply_text(services.feishu, message_id, REFUSAL.format(open_id=sender))
-        _audit(services, message_id, None, "refused", "not in CHAT_ADMINS / CHAT_ALLOWED_CHATS")
+        set_outcome(services, message_id, None, "refused", "not in CHAT_ADMINS / CHAT_ALLOWED_CHATS")
         return "refused"
     if usage is not None:
         reply_text(services.feishu, message_id, usage)
-        _audit(services, message_id, None, "usage", usage)
+        set_outcome(services, message_id, None, "usage", usage)
         return "usage error replied"
     assert command is not None
     try:
         outcome, detail = execute(services, command, message_id, chat_id)
     except UsageError as exc:
         reply_text(services.feishu, message_id, str(exc))
-        _audit(services, message_id, command.label, "usage", str(exc))
+        set_outcome(services, message_id, command.label, "usage", str(exc))
         return "usage error replied"
     except Exception as exc:
         log.exception("chat command failed", extra={"command": command.label})
-        _audit(services, message_id, command.label, "error", f"{type(exc).__name__}: {exc}"[:500])
+        set_outcome(services, message_id, command.label, "error", f"{type(exc).__name__}: {exc}"[:500])
         raise  # the event job retries; the reply uuid keeps Feishu from showing it twice
-    _audit(services, message_id, command.label, outcome, detail)
+    set_outcome(services, message_id, command.label, outcome, detail)
     return f"{command.label}: {outcome}"
 
 
-def _first_time(services: Services, message_id: str, chat_id: str, open_id: str, text: str) -> bool:
+def record_once(services: Services, message_id: str, chat_id: str, open_id: str, text: str) -> bool:
     """Record the command (unique per message); False if it was recorded and finished before."""
     with services.sessions() as session, session.begin():
         row = session.scalar(select(ChatCommand).where(ChatCommand.message_id == message_id))
@@ -86,7 +86,7 @@ def _first_time(services: Services, message_id: str, chat_id: str, open_id: str,
     return True
 
 
-def _audit(
+def set_outcome(
     services: Services, message_id: str, command: str | None, outcome: str, detail: str | None
 ) -> None:
     with services.sessions() as session, session.begin():

@@ -7,7 +7,7 @@ import time
 
 from flask import Blueprint, jsonify, request
 
-from sandbox.events import bitable_changed, message_receive
+from sandbox.events import bitable_changed, card_action, message_receive
 from sandbox.guard import state
 from sandbox.seed import Field
 from sandbox.state import DEFAULT_CHAT_ID, DEFAULT_USER_OPEN_ID, SANDBOX_TENANT_KEY
@@ -50,6 +50,34 @@ def chat():
     encrypted = bool(body.get("encrypted", st.config.encrypt_events)) and bool(st.config.encrypt_key)
     st.sender.send(document, encrypted=encrypted)
     return jsonify(message_id=message.message_id, event_id=document["header"]["event_id"])
+
+
+@bp.post("/card-action")
+def click_card_button():
+    """Click a button on a card the bot sent: {"message_id", "value"} (the button's value) and
+    optionally "user_open_id"; the bot receives `card.action.trigger`. Answers the webhook's
+    HTTP status."""
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    message = st.messages.get(str(body.get("message_id")))
+    if message is None or message.msg_type != "interactive":
+        return jsonify(error="'message_id' must name a card the bot sent"), 400
+    value = body.get("value")
+    elements = json.loads(message.content).get("elements", [])
+    buttons = [a.get("value") for e in elements if e.get("tag") == "action" for a in e.get("actions", [])]
+    if value not in buttons:
+        return jsonify(error="the card has no button with that value", buttons=buttons), 400
+    user = str(body.get("user_open_id") or DEFAULT_USER_OPEN_ID)
+    document = st.sender.envelope(
+        "card.action.trigger",
+        card_action(operator_open_id=user, value=value, message_id=message.message_id,
+                    chat_id=message.chat_id, tenant_key=SANDBOX_TENANT_KEY, app_id=st.config.app_id),
+        app_id=st.config.app_id,
+        tenant_key=SANDBOX_TENANT_KEY,
+    )
+    encrypted = st.config.encrypt_events and bool(st.config.encrypt_key)
+    attempt = st.sender.deliver_now(document, encrypted=encrypted)
+    return jsonify(event_id=document["header"]["event_id"], webhook_status=attempt.status)
 
 
 @bp.get("/sent")

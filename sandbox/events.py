@@ -52,3 +52,20 @@ def bitable_changed(file_token: str, table_id: str, revision: int, operator_open
         "subscriber_id_list": [],
         "update_time": update_time,
     }
+
+
+def card_action(*, operator_open_id: str, value: dict[str, Any], message_id: str, chat_id: str,
+                tenant_key: str, app_id: str) -> dict[str, Any]:
+    """`card.action.trigger` (card callback, schema 2.0) for a button click on a bot's card."""
+    return {
+        "operator": {
+            "tenant_key": tenant_key,
+            "user_id": operator_open_id.removeprefix("ou_"),
+            "open_id": operator_open_id,
+            "union_id": operator_open_id.replace("ou_", "on_", 1),
+        },
+        "token": f"c-sandbox-{message_id}",
+        "action": {"value": value, "tag": "button"},
+        "host": "im_message",
+        "context": {"open_message_id": message_id, "open_chat_id": chat_id},
+    }

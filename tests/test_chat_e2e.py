@@ -52,6 +52,7 @@ def chat_stack(tmp_path, redis_url, sandbox):
         CHAT_CARD_REFRESH_SECONDS="1",
         SWEEP_INTERVAL_SECONDS="2",
         ADMIN_TOKEN=ADMIN_TOKEN,
+        EXPORT_MAX_FAILURES="2",
     )
     stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=3, cron=True, extra_env=extra)
     stack.start()
@@ -170,3 +171,47 @@ def test_dashboard_in_chromium_shows_an_export_progressing(chat_stack):
         page.goto(f"{stack.base_url}/rq/")
         assert "RQ" in page.title() or page.locator("text=Queues").count() > 0
         browser.close()
+
+
+def test_card_buttons_retry_failed_windows_with_the_same_permissions(chat_stack):
+    """The export fails (Contract answers 500 until the windows give up): its card turns red with
+    a retry button. A stranger's click is refused and audited; the admin's click re-runs the
+    failed windows and the same card ends green at 100%."""
+    stack, services, _, base_url = chat_stack
+    store_auth(stack.env(), base_url)
+    httpx.post(f"{base_url}/sandbox/contract/faults", json={"server_error": 1.0}).raise_for_status()
+    asked = say(base_url, "/export start 2022-01-03 2022-01-09")
+    assert wait_for(lambda: replies(base_url, asked), 30), "no card"
+    card_id = replies(base_url, asked)[0]["message_id"]
+    red = lambda: history(base_url, card_id)[-1]["header"]["template"] == "red"  # noqa: E731
+    assert wait_for(red, 120), card_text(history(base_url, card_id)[-1])
+    card = history(base_url, card_id)[-1]
+    [button] = [a for e in card["elements"] if e["tag"] == "action" for a in e["actions"]]
+    assert button["text"]["content"] == "重试失败的窗口"
+    httpx.post(f"{base_url}/sandbox/contract/faults", json={"server_error": 0.0}).raise_for_status()
+
+    clicked = httpx.post(
+        f"{base_url}/sandbox/card-action",
+        json={"message_id": card_id, "value": button["value"], "user_open_id": STRANGER},
+    )
+    assert clicked.json()["webhook_status"] == 200
+    def refused() -> bool:
+        sent = httpx.get(f"{base_url}/sandbox/sent").json()["items"]
+        texts = [json.loads(m["body"]["content"]).get("text", "") for m in sent if m["msg_type"] == "text"]
+        return any("没有使用此机器人的权限" in t for t in texts)
+
+    assert wait_for(refused, 30)
+    time.sleep(2)
+    assert history(base_url, card_id)[-1]["header"]["template"] == "red"  # nothing was retried
+
+    httpx.post(f"{base_url}/sandbox/card-action", json={"message_id": card_id, "value": button["value"]})
+    green = lambda: history(base_url, card_id)[-1]["header"]["template"] == "green"  # noqa: E731
+    assert wait_for(green, 120), card_text(history(base_url, card_id)[-1])
+    assert "100%" in card_text(history(base_url, card_id)[-1])
+    with services.sessions() as session:
+        clicks = sorted(
+            (r.open_id, r.outcome)
+            for r in session.scalars(select(ChatCommand))
+            if r.message_id.startswith("card-")
+        )
+    assert clicks == sorted([(DEFAULT_USER_OPEN_ID, "ok"), (STRANGER, "refused")])

@@ -30,6 +30,8 @@ MAX_BODY_BYTES = 1 << 20  # Feishu events are a few KiB; anything this big is no
 _JSON = {"Content-Type": "application/json"}
 _SUCCESS = ('{"code":0,"msg":"success"}', 200, _JSON)
 _DUPLICATE = ('{"code":0,"msg":"duplicate"}', 200, _JSON)
+# A card callback's answer is shown to the clicker; the work itself runs in a worker.
+_CARD_TOAST = ('{"toast":{"type":"info","content":"已收到，正在处理…"}}', 200, _JSON)
 
 
 def build_dispatcher(services: Services, handled_types: list[str]) -> lark.EventDispatcherHandler:
@@ -68,7 +70,7 @@ def _accept(event: ParsedEvent, *, handled: bool):
         EVENTS_DUPLICATE.labels(event.event_type).inc()
         return _DUPLICATE
     EVENTS_RECEIVED.labels(event.event_type).inc()
-    return _SUCCESS
+    return _CARD_TOAST if event.event_type == "card.action.trigger" else _SUCCESS
 
 
 @bp.post("/webhook/event")
