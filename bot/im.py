@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bot.feishu import Feishu
 
@@ -12,13 +13,18 @@ def reply_text(feishu: Feishu, message_id: str, text: str) -> str:
     from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
     def build() -> ReplyMessageRequest:
-        body = (ReplyMessageRequestBody.builder().msg_type("text")
-                .content(json.dumps({"text": text}, ensure_ascii=False))
-                .uuid(f"reply-{message_id}"[:50]).build())
+        body = (
+            ReplyMessageRequestBody.builder()
+            .msg_type("text")
+            .content(json.dumps({"text": text}, ensure_ascii=False))
+            .uuid(f"reply-{message_id}"[:50])
+            .build()
+        )
         return ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
 
-    response = feishu.call("im.v1.message.reply",
-                           lambda client, option: client.im.v1.message.reply(build(), option))
+    response = feishu.call(
+        "im.v1.message.reply", lambda client, option: client.im.v1.message.reply(build(), option)
+    )
     return response.data.message_id
 
 
@@ -27,12 +33,19 @@ def send_text(feishu: Feishu, chat_id: str, text: str, *, uuid: str) -> str:
     from lark_oapi.api.im.v1 import CreateMessageRequest, CreateMessageRequestBody
 
     def build() -> CreateMessageRequest:
-        body = (CreateMessageRequestBody.builder().receive_id(chat_id).msg_type("text")
-                .content(json.dumps({"text": text}, ensure_ascii=False)).uuid(uuid[:50]).build())
+        body = (
+            CreateMessageRequestBody.builder()
+            .receive_id(chat_id)
+            .msg_type("text")
+            .content(json.dumps({"text": text}, ensure_ascii=False))
+            .uuid(uuid[:50])
+            .build()
+        )
         return CreateMessageRequest.builder().receive_id_type("chat_id").request_body(body).build()
 
-    response = feishu.call("im.v1.message.create",
-                           lambda client, option: client.im.v1.message.create(build(), option))
+    response = feishu.call(
+        "im.v1.message.create", lambda client, option: client.im.v1.message.create(build(), option)
+    )
     return response.data.message_id
 
 
@@ -41,13 +54,18 @@ def reply_card(feishu: Feishu, message_id: str, card: dict) -> str:
     from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
     def build() -> ReplyMessageRequest:
-        body = (ReplyMessageRequestBody.builder().msg_type("interactive")
-                .content(json.dumps(card, ensure_ascii=False))
-                .uuid(f"card-{message_id}"[:50]).build())
+        body = (
+            ReplyMessageRequestBody.builder()
+            .msg_type("interactive")
+            .content(json.dumps(card, ensure_ascii=False))
+            .uuid(f"card-{message_id}"[:50])
+            .build()
+        )
         return ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
 
-    response = feishu.call("im.v1.message.reply",
-                           lambda client, option: client.im.v1.message.reply(build(), option))
+    response = feishu.call(
+        "im.v1.message.reply", lambda client, option: client.im.v1.message.reply(build(), option)
+    )
     return response.data.message_id
 
 
@@ -60,3 +78,49 @@ def patch_card(feishu: Feishu, message_id: str, card: dict) -> None:
         return PatchMessageRequest.builder().message_id(message_id).request_body(body).build()
 
     feishu.call("im.v1.message.patch", lambda client, option: client.im.v1.message.patch(build(), option))
+
+
+def reply_file(feishu: Feishu, message_id: str, path: Path) -> str:
+    """Upload a file (im/v1/files) and reply with it as a file message."""
+    from lark_oapi.api.im.v1 import (
+        CreateFileRequest,
+        CreateFileRequestBody,
+        ReplyMessageRequest,
+        ReplyMessageRequestBody,
+    )
+
+    def upload(client, option):
+        with path.open("rb") as handle:
+            body = (
+                CreateFileRequestBody.builder()
+                .file_type(_file_type(path))
+                .file_name(path.name)
+                .file(handle)
+                .build()
+            )
+            return client.im.v1.file.create(CreateFileRequest.builder().request_body(body).build(), option)
+
+    file_key = feishu.call("im.v1.file.create", upload).data.file_key
+
+    def build() -> ReplyMessageRequest:
+        body = (
+            ReplyMessageRequestBody.builder()
+            .msg_type("file")
+            .content(json.dumps({"file_key": file_key}))
+            .uuid(f"file-{message_id}"[:50])
+            .build()
+        )
+        return ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
+
+    response = feishu.call(
+        "im.v1.message.reply", lambda client, option: client.im.v1.message.reply(build(), option)
+    )
+    return response.data.message_id
+
+
+def _file_type(path: Path) -> str:
+    """Feishu's upload types: opus, mp4, pdf, doc, xls, ppt, or stream for anything else."""
+    suffix = path.suffix.lower().lstrip(".")
+    return {"xlsx": "xls", "xls": "xls", "csv": "stream", "pdf": "pdf", "docx": "doc", "doc": "doc"}.get(
+        suffix, "stream"
+    )

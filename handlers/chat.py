@@ -111,7 +111,7 @@ def execute(services: Services, command: Command, message_id: str, chat_id: str)
         case ("sync", _):
             return "ok", _sync(services, command, message_id)
         case ("cache", _):
-            reply_text(feishu, message_id, _cache_text(services, command))
+            return "ok", _cache(services, command, message_id)
         case ("export", "start"):
             return "ok", _export_start(services, command, message_id, chat_id)
         case ("export", "status"):
@@ -163,18 +163,26 @@ def _sync(services: Services, command: Command, message_id: str) -> str:
             retry=retry_policy([30, 120, 600]),
             description=f"cache sync {name} (chat)",
         )
+    from bot.cards import notice_card
+
     mode = "强制全量" if command.force else "增量"
-    reply_text(
-        services.feishu, message_id, f"已开始{mode}同步：{', '.join(chosen)}。稍后发送 /status 查看结果。"
-    )
+    text = f"已开始{mode}同步：{', '.join(chosen)}。稍后发送 /status 查看结果。"
+    force = {"action": "force_sync", "sources": chosen}
+    buttons = None if command.force else [{"text": "强制全量同步", "type": "primary", "value": force}]
+    reply_card(services.feishu, message_id, notice_card("缓存同步", text, buttons=buttons))
     return ", ".join(chosen)
 
 
-def _cache_text(services: Services, command: Command) -> str:
+def _cache(services: Services, command: Command, message_id: str) -> str:
+    """Small results inline; more than INLINE_ROWS rows come back as an xlsx file."""
+    import tempfile
+    from pathlib import Path
+
     from bot.caches import store
-    from bot.caches.export import select_rows
+    from bot.caches.export import flat_rows, select_rows, write_table
     from bot.caches.query import QueryError, parse_where
     from bot.caches.sources import SourceError
+    from bot.im import reply_file
 
     source, table = command.args
     try:
@@ -187,26 +195,22 @@ def _cache_text(services: Services, command: Command) -> str:
         conditions = parse_where([f"{k}={v}" for k, v in command.filters.items()], list(types))
     except QueryError as exc:
         raise UsageError(f"筛选条件有误：{exc}") from None
-    rows = select_rows(
-        store.iter_records(services.engine, found_source.id, found_table.table_id),
-        types,
-        conditions,
-        limit=10_000,
-        offset=0,
-    )
+    records = store.iter_records(services.engine, found_source.id, found_table.table_id)
+    rows = flat_rows(select_rows(records, types, conditions), list(types), types)
     if not rows:
-        return f"{source}/{found_table.name}：没有符合条件的记录。"
-    names = list(types)[:6]
-    lines = [
-        f"{source}/{found_table.name}：共 {len(rows)} 条"
-        + ("" if len(rows) <= INLINE_ROWS else f"，显示前 {INLINE_ROWS} 条"),
-        " | ".join(names),
-    ]
-    for row in rows[:INLINE_ROWS]:
-        lines.append(" | ".join(str(row.get(n, ""))[:30] for n in names))
-    if len(rows) > INLINE_ROWS:
-        lines.append(f"完整结果：feishu-bridge cache query {source} {table} --xlsx 结果.xlsx")
-    return "\n".join(lines)
+        reply_text(services.feishu, message_id, f"{source}/{found_table.name}：没有符合条件的记录。")
+        return "0 rows"
+    if len(rows) <= INLINE_ROWS:
+        names = list(types)[:6]
+        lines = [f"{source}/{found_table.name}：共 {len(rows)} 条", " | ".join(names)]
+        lines += [" | ".join(str(row.get(n, ""))[:30] for n in names) for row in rows]
+        reply_text(services.feishu, message_id, "\n".join(lines))
+        return f"{len(rows)} rows inline"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{source}-{found_table.name}.xlsx"
+        write_table(rows, list(types), path, "xlsx")
+        reply_file(services.feishu, message_id, path)
+    return f"{len(rows)} rows as xlsx"
 
 
 def _export_start(services: Services, command: Command, message_id: str, chat_id: str) -> str:

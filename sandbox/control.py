@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from urllib.parse import quote
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from sandbox.events import bitable_changed, card_action, message_receive
 from sandbox.guard import state
@@ -105,6 +106,19 @@ def message_history(message_id: str):
         versions = [*message.versions, message.content]
     return jsonify(message_id=message_id, msg_type=message.msg_type,
                    versions=[json.loads(v) for v in versions], updates=len(versions) - 1)
+
+
+@bp.get("/uploads/<file_key>")
+def uploaded_file(file_key: str):
+    """A file the bot uploaded (to send as a file message), as the recipient would download it."""
+    st = state()
+    with st.lock:
+        found = st.uploads.get(file_key)
+    if found is None:
+        return jsonify(error=f"no upload {file_key}"), 404
+    name, content = found
+    return Response(content, mimetype="application/octet-stream",
+                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}"})
 
 
 @bp.get("/chats/<chat_id>/messages")

@@ -139,6 +139,7 @@ class SandboxState:
         self.token_requests = 0
         self.messages: dict[str, Message] = {}
         self.bot_sent: list[Message] = []
+        self.uploads: dict[str, tuple[str, bytes]] = {}  # file_key → (name, bytes) the bot uploaded
         self._uuid_index: dict[str, tuple[str, float]] = {}
         self.api_calls: list[dict[str, Any]] = []
         self.contract = ContractWorld(config.contract_today or date.today(), config.seed)
@@ -286,6 +287,7 @@ class SandboxState:
         with self.lock:
             self.messages.clear()
             self.bot_sent.clear()
+            self.uploads.clear()
             self._uuid_index.clear()
             self.api_calls.clear()
             self.token_requests = 0

@@ -68,6 +68,48 @@ def reply_message(message_id: str):
     return envelope.ok(message.to_api(st.config.app_id))
 
 
+FILE_TYPES = {"opus", "mp4", "pdf", "doc", "xls", "ppt", "stream"}
+MAX_UPLOAD_BYTES = 30 * 1024 * 1024
+
+
+@bp.post("/open-apis/im/v1/files")
+@open_api
+def upload_file():
+    """Upload a file the bot will send (multipart: file_type, file_name, file) → file_key."""
+    st = state()
+    fields = _multipart(request.headers.get("Content-Type", ""), request.get_data())
+    file_type = fields.get("file_type", b"").decode()
+    file_name = fields.get("file_name", b"").decode()
+    content = fields.get("file")
+    if file_type not in FILE_TYPES:
+        return envelope.fail(envelope.IM_INVALID_PARAM, f"file_type must be one of {sorted(FILE_TYPES)}")
+    if not file_name or content is None:
+        return envelope.fail(envelope.IM_INVALID_PARAM, "file_name and file are required")
+    if not content or len(content) > MAX_UPLOAD_BYTES:
+        return envelope.fail(envelope.IM_INVALID_PARAM, "the file must be 1 byte to 30 MB")
+    file_key = st.next_id("file_v3_sandbox_upload_")
+    with st.lock:
+        st.uploads[file_key] = (file_name, content)
+    return envelope.ok({"file_key": file_key})
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
+    """Raw bytes of each multipart/form-data part. (lark-oapi sends the file as a part without a
+    filename, which form parsers would decode as text.)"""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if not content_type.startswith("multipart/form-data"):
+        return {}
+    message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            fields[str(name)] = part.get_payload(decode=True) or b""
+    return fields
+
+
 @bp.patch("/open-apis/im/v1/messages/<message_id>")
 @open_api
 def patch_message(message_id: str):
