@@ -15,6 +15,8 @@ from bot.metrics import prepare_multiprocess_dir
 from bot.runtime import Runtime, metrics_dir, prepare
 from bot.supervisor import Supervisor
 
+SANDBOX_ADMIN_TOKEN = "sandbox-admin"
+
 
 def sandbox_settings(settings: Settings, sandbox_port: int) -> Settings:
     """Point the bridge at the sandbox, with the sandbox's fixed app credentials and its own
@@ -34,8 +36,11 @@ def sandbox_settings(settings: Settings, sandbox_port: int) -> Settings:
         "feishu_verification_token": SecretStr(SANDBOX_VERIFICATION_TOKEN),
         "feishu_base_url": f"http://127.0.0.1:{sandbox_port}",
         "var_dir": settings.var_dir / "sandbox",
-        # the sandbox's user may command the bot (unless the operator chose admins already)
+        # the sandbox's user may command the bot (unless the operator chose admins already), and
+        # the dashboard opens with a fixed, documented token (local demo only)
         "chat_admins": settings.chat_admins or [DEFAULT_USER_OPEN_ID],
+        "admin_token": settings.admin_token if settings.admin_token.get_secret_value() else SecretStr(
+            SANDBOX_ADMIN_TOKEN),
     }
     return settings.model_copy(update=update)
 
@@ -48,6 +53,7 @@ def _feishu_env(settings: Settings) -> dict[str, str]:
         "FEISHU_VERIFICATION_TOKEN": settings.feishu_verification_token.get_secret_value(),
         "FEISHU_BASE_URL": settings.feishu_base_url,
         "CHAT_ADMINS": ",".join(settings.chat_admins),
+        "ADMIN_TOKEN": settings.admin_token.get_secret_value(),
     }
 
 
@@ -72,6 +78,10 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
     engine = make_engine(settings.effective_database_url)
     try:
         init_schema(engine)
+        if use_sandbox:  # the Coze sync docs' example tables, to try templates on
+            from sandbox.demo_tables import create_demo_tables
+
+            create_demo_tables(engine, rows=20)
     finally:
         engine.dispose()
 
@@ -94,7 +104,7 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
         _wait_healthy(base)
         print(f"\n✓ Feishu Bridge is up on {base}", flush=True)
         print(f"  Feishu event subscription request URL: http(s)://<your public host>{'/webhook/event'}")
-        print(f"  Health: {base}/healthz   Metrics: {base}/metrics")
+        print(f"  Dashboard: {base}/   Health: {base}/healthz   Metrics: {base}/metrics")
         print(f"  Redis: {settings.redis_url}   Database: {settings.effective_database_url}")
         how = "the sandbox approves automatically" if use_sandbox else "or run `feishu-bridge auth login`"
         print(f"  Feishu user login (OAuth): open {base}/oauth/login ({how})")
@@ -103,6 +113,9 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
             print(f"  Sandbox (emulated Feishu): {sb}")
             print(f"    say something:  curl -s -XPOST {sb}/sandbox/chat -d '{{\"text\": \"/ping\"}}'")
             print(f"    see bot replies: curl -s {sb}/sandbox/sent")
+            print("    try: /help, /status, /export start 2022-01-01 2022-03-31 (after `export auth`)")
+            if settings.admin_token.get_secret_value() == SANDBOX_ADMIN_TOKEN:
+                print(f"  Dashboard login (sandbox): admin token {SANDBOX_ADMIN_TOKEN}")
             if check:
                 ok = ping_round_trip(sb)
                 print("  ✓ /ping → pong round trip through the sandbox works" if ok
