@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -89,18 +90,22 @@ def reply_file(feishu: Feishu, message_id: str, path: Path) -> str:
         ReplyMessageRequestBody,
     )
 
-    def upload(client, option):
-        with path.open("rb") as handle:
-            body = (
-                CreateFileRequestBody.builder()
-                .file_type(_file_type(path))
-                .file_name(path.name)
-                .file(handle)
-                .build()
-            )
-            return client.im.v1.file.create(CreateFileRequest.builder().request_body(body).build(), option)
+    data = path.read_bytes()
 
-    file_key = feishu.call("im.v1.file.create", upload).data.file_key
+    def request() -> CreateFileRequest:
+        # a fresh stream per attempt: a retried upload must send the whole file again
+        body = (
+            CreateFileRequestBody.builder()
+            .file_type(_file_type(path))
+            .file_name(path.name)
+            .file(io.BytesIO(data))
+            .build()
+        )
+        return CreateFileRequest.builder().request_body(body).build()
+
+    file_key = feishu.call(
+        "im.v1.file.create", lambda client, option: client.im.v1.file.create(request(), option)
+    ).data.file_key
 
     def build() -> ReplyMessageRequest:
         body = (

@@ -122,3 +122,27 @@ def test_a_redelivered_command_runs_once_and_strangers_are_refused(bot):
     services.settings.chat_allowed_chats = [CHAT]  # anyone in an allowed chat may command
     outcome, _ = run(services, state, "/help", user="ou_stranger_0001")
     assert outcome == "help: ok"
+
+
+def test_coze_sync_command_answers_with_a_card_patched_to_the_result(bot):
+    from rq import SimpleWorker
+
+    from bot.coze import templates
+    from jobs.chat import refresh_chat_cards
+    from sandbox.demo_tables import create_demo_tables
+    from tests.coze_helpers import customer_spec
+
+    services, (base_url, state) = bot
+    create_demo_tables(services.engine, rows=12)
+    templates.create(services, customer_spec(base_url, config_title="客户数据同步"))
+    outcome, [card] = run(services, state, "/coze sync 客户数据同步")
+    assert outcome == "coze sync: ok" and card.msg_type == "interactive"
+    assert json.loads(card.content)["header"]["template"] == "blue"
+    SimpleWorker([services.queues["coze"]], connection=services.redis).work(burst=True)
+    assert refresh_chat_cards() == 1
+    final = json.loads(state.messages[card.message_id].content)
+    assert final["header"]["template"] == "green"
+    assert "同步完成，成功同步 12 条记录" in json.dumps(final, ensure_ascii=False)
+    assert refresh_chat_cards() == 0  # final: no more patches
+    _, [unknown] = run(services, state, "/coze sync 不存在的模板")
+    assert "找不到唯一的 Coze 模板" in json.loads(unknown.content)["text"]
