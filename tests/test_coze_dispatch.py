@@ -75,6 +75,11 @@ def test_ten_thousand_changes_through_an_outage_are_delivered_once_in_order(coze
         for batch in range(200):  # 200 transactions × 50 changes
             if batch == 40:
                 httpx.post(f"{base_url}/sandbox/coze/faults", json={"down": True}).raise_for_status()
+            if batch == 60:  # make sure the dispatchers met the outage (they may lag the writer)
+                met = lambda: any(c["code"] == 502 for c in list(state.coze.calls))  # noqa: E731
+                deadline = time.monotonic() + 60
+                while not met() and time.monotonic() < deadline:
+                    time.sleep(0.1)
             if batch == 120:
                 httpx.post(f"{base_url}/sandbox/coze/faults", json={"down": False}).raise_for_status()
             with services.engine.begin() as connection:
