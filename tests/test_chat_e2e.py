@@ -91,6 +91,8 @@ def test_export_card_is_patched_to_100_percent_and_other_commands_answer(chat_st
     stack, services, state, base_url = chat_stack
     store_auth(stack.env(), base_url)
 
+    # files arrive 1.5 s after each export, so the card has progress to show between start and end
+    httpx.post(f"{base_url}/sandbox/contract/faults", json={"delay_seconds": 1.5}).raise_for_status()
     asked = say(base_url, "/export start 2022-01-01 2022-03-31")
     assert wait_for(lambda: replies(base_url, asked), 30), "no card"
     card_message = replies(base_url, asked)[0]
@@ -151,6 +153,7 @@ def test_dashboard_in_chromium_shows_an_export_progressing(chat_stack):
         page.wait_for_selector("#fig-export-records")
         assert page.inner_text("#fig-export-records") == "–"
 
+        httpx.post(f"{base_url}/sandbox/contract/faults", json={"delay_seconds": 2.0}).raise_for_status()
         say(base_url, "/export start 2022-01-01 2022-06-30")
         seen, deadline = [], time.monotonic() + 300
         while time.monotonic() < deadline:
