@@ -30,25 +30,8 @@ def progress_card(
         {"tag": "div", "text": {"tag": "lark_md", "content": "\n".join(lines)}},
     ]
     if buttons:
-        elements.append(
-            {
-                "tag": "action",
-                "actions": [
-                    {
-                        "tag": "button",
-                        "text": {"tag": "plain_text", "content": b["text"]},
-                        "type": b.get("type", "default"),
-                        "value": b["value"],
-                    }
-                    for b in buttons
-                ],
-            }
-        )
-    return {
-        "config": {"wide_screen_mode": True, "update_multi": True},
-        "header": {"title": {"tag": "plain_text", "content": title}, "template": template},
-        "elements": elements,
-    }
+        elements.append(_actions(buttons))
+    return _card(title, template, elements)
 
 
 def notice_card(title: str, text: str, *, buttons: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -56,9 +39,14 @@ def notice_card(title: str, text: str, *, buttons: list[dict[str, Any]] | None =
     elements: list[dict[str, Any]] = [{"tag": "div", "text": {"tag": "lark_md", "content": text}}]
     if buttons:
         elements.append(_actions(buttons))
+    return _card(title, "blue", elements)
+
+
+def _card(title: str, template: str, elements: list[dict[str, Any]]) -> dict[str, Any]:
+    # update_multi: the card is shared by everyone in the chat and can be patched for all
     return {
         "config": {"wide_screen_mode": True, "update_multi": True},
-        "header": {"title": {"tag": "plain_text", "content": title}, "template": "blue"},
+        "header": {"title": {"tag": "plain_text", "content": title}, "template": template},
         "elements": elements,
     }
 

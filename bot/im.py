@@ -9,16 +9,16 @@ from pathlib import Path
 from bot.feishu import Feishu
 
 
-def reply_text(feishu: Feishu, message_id: str, text: str) -> str:
+def _reply(feishu: Feishu, message_id: str, msg_type: str, content: dict, uuid: str) -> str:
     """Reply in the message's thread; the uuid makes a retried job's reply a no-op at Feishu."""
     from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
 
     def build() -> ReplyMessageRequest:
         body = (
             ReplyMessageRequestBody.builder()
-            .msg_type("text")
-            .content(json.dumps({"text": text}, ensure_ascii=False))
-            .uuid(f"reply-{message_id}"[:50])
+            .msg_type(msg_type)
+            .content(json.dumps(content, ensure_ascii=False))
+            .uuid(uuid[:50])
             .build()
         )
         return ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
@@ -27,6 +27,10 @@ def reply_text(feishu: Feishu, message_id: str, text: str) -> str:
         "im.v1.message.reply", lambda client, option: client.im.v1.message.reply(build(), option)
     )
     return response.data.message_id
+
+
+def reply_text(feishu: Feishu, message_id: str, text: str) -> str:
+    return _reply(feishu, message_id, "text", {"text": text}, f"reply-{message_id}")
 
 
 def send_text(feishu: Feishu, chat_id: str, text: str, *, uuid: str) -> str:
@@ -52,22 +56,7 @@ def send_text(feishu: Feishu, chat_id: str, text: str, *, uuid: str) -> str:
 
 def reply_card(feishu: Feishu, message_id: str, card: dict) -> str:
     """Answer a command with an interactive card (to be patched as its job progresses)."""
-    from lark_oapi.api.im.v1 import ReplyMessageRequest, ReplyMessageRequestBody
-
-    def build() -> ReplyMessageRequest:
-        body = (
-            ReplyMessageRequestBody.builder()
-            .msg_type("interactive")
-            .content(json.dumps(card, ensure_ascii=False))
-            .uuid(f"card-{message_id}"[:50])
-            .build()
-        )
-        return ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
-
-    response = feishu.call(
-        "im.v1.message.reply", lambda client, option: client.im.v1.message.reply(build(), option)
-    )
-    return response.data.message_id
+    return _reply(feishu, message_id, "interactive", card, f"card-{message_id}")
 
 
 def patch_card(feishu: Feishu, message_id: str, card: dict) -> None:
@@ -83,12 +72,7 @@ def patch_card(feishu: Feishu, message_id: str, card: dict) -> None:
 
 def reply_file(feishu: Feishu, message_id: str, path: Path) -> str:
     """Upload a file (im/v1/files) and reply with it as a file message."""
-    from lark_oapi.api.im.v1 import (
-        CreateFileRequest,
-        CreateFileRequestBody,
-        ReplyMessageRequest,
-        ReplyMessageRequestBody,
-    )
+    from lark_oapi.api.im.v1 import CreateFileRequest, CreateFileRequestBody
 
     data = path.read_bytes()
 
@@ -107,20 +91,7 @@ def reply_file(feishu: Feishu, message_id: str, path: Path) -> str:
         "im.v1.file.create", lambda client, option: client.im.v1.file.create(request(), option)
     ).data.file_key
 
-    def build() -> ReplyMessageRequest:
-        body = (
-            ReplyMessageRequestBody.builder()
-            .msg_type("file")
-            .content(json.dumps({"file_key": file_key}))
-            .uuid(f"file-{message_id}"[:50])
-            .build()
-        )
-        return ReplyMessageRequest.builder().message_id(message_id).request_body(body).build()
-
-    response = feishu.call(
-        "im.v1.message.reply", lambda client, option: client.im.v1.message.reply(build(), option)
-    )
-    return response.data.message_id
+    return _reply(feishu, message_id, "file", {"file_key": file_key}, f"file-{message_id}")
 
 
 def _file_type(path: Path) -> str:

@@ -60,15 +60,12 @@ def _export_retry(services: Services, run_id: int, card_id: str) -> str:
 
 def _force_sync(services: Services, sources: list[str], chat_id: str, audit_id: str) -> str:
     from bot.caches import store
-    from bot.queue import QueueName, retry_policy
-    from jobs.caches import sync_cache_source
+    from jobs.caches import enqueue_cache_sync
 
     known = {s.name for s in store.list_sources(services.engine)}
     chosen = [s for s in sources if s in known]
     for name in chosen:
-        services.queues[QueueName.DEFAULT].enqueue(
-            sync_cache_source, name, True, job_timeout=3600, retry=retry_policy([30, 120, 600])
-        )
+        enqueue_cache_sync(services, name, force=True)
     send_text(
         services.feishu,
         chat_id,

@@ -144,8 +144,8 @@ def _auth_text(services: Services) -> str:
 
 def _sync(services: Services, command: Command, message_id: str) -> str:
     from bot.caches import store
-    from bot.queue import QueueName, retry_policy
-    from jobs.caches import sync_cache_source
+    from bot.cards import notice_card
+    from jobs.caches import enqueue_cache_sync
 
     names = [s.name for s in store.list_sources(services.engine)]
     if not names:
@@ -153,18 +153,8 @@ def _sync(services: Services, command: Command, message_id: str) -> str:
     if command.args and command.args[0] not in names:
         raise UsageError(f"未知数据源 {command.args[0]!r}。可用的数据源：{', '.join(names)}")
     chosen = list(command.args) or names
-    queue = services.queues[QueueName.DEFAULT]
     for name in chosen:
-        queue.enqueue(
-            sync_cache_source,
-            name,
-            command.force,
-            job_timeout=3600,
-            retry=retry_policy([30, 120, 600]),
-            description=f"cache sync {name} (chat)",
-        )
-    from bot.cards import notice_card
-
+        enqueue_cache_sync(services, name, force=command.force)
     mode = "强制全量" if command.force else "增量"
     text = f"已开始{mode}同步：{', '.join(chosen)}。稍后发送 /status 查看结果。"
     force = {"action": "force_sync", "sources": chosen}

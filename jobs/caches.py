@@ -8,7 +8,7 @@ from datetime import timedelta
 from bot.caches import store
 from bot.caches.sync import SYNC_LOCK_SECONDS, is_fresh, sync_lock_name, sync_source
 from bot.queue import QueueName, enqueue_once, retry_policy
-from bot.services import current
+from bot.services import Services, current
 from jobs.timing import instrumented
 
 log = logging.getLogger(__name__)
@@ -23,17 +23,22 @@ def sync_cache_source(name: str, force: bool = False) -> dict:
             "api_calls": result.api_calls}
 
 
+def enqueue_cache_sync(services: Services, name: str, *, force: bool = False) -> None:
+    """One sync of a source as a job, retried on failure (cron, chat commands and buttons)."""
+    services.queues[QueueName.DEFAULT].enqueue(
+        sync_cache_source, name, force, job_timeout=3600, retry=retry_policy([30, 120, 600]),
+        description=f"cache sync {name}" + (" (forced)" if force else ""))
+
+
 @instrumented("schedule_cache_syncs")
 def schedule_cache_syncs() -> list[str]:
     """Run by cron every minute: enqueue a sync for every source whose interval has passed."""
     services = current()
-    queue = services.queues[QueueName.DEFAULT]
     # A sync already running holds its source's lock and reports itself busy: no status check here,
     # so a sync killed mid-way cannot leave its source unscheduled.
     due = [s.name for s in store.list_sources(services.engine) if not is_fresh(s)]
     for name in due:
-        queue.enqueue(sync_cache_source, name, job_timeout=3600, retry=retry_policy([30, 120, 600]),
-                      description=f"cache sync {name}")
+        enqueue_cache_sync(services, name)
     # Changes noted by events whose apply job never ran (a lost job, a race with a finishing one).
     for source_id, table_id in store.pending_tables(services.engine, older_than_seconds=30):
         schedule_apply(services, source_id, table_id)
