@@ -95,3 +95,38 @@ def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+def running_stack(tmp_path, redis_url, sandbox, **env):
+    """The whole bridge (gunicorn, 3 workers, cron) on SQLite against the sandbox, with the
+    export settings tests use plus `env`; yields (stack, services, sandbox state, sandbox URL)."""
+    from redis import Redis
+
+    from bot.db import init_schema
+    from bot.services import build_services
+    from tests.conftest import make_settings
+    from tests.oauth_helpers import authorize
+    from tests.stack import BridgeStack
+
+    base_url, state = sandbox
+    database_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    settings = make_settings(
+        tmp_path,
+        database_url=database_url,
+        redis_url=redis_url,
+        feishu_base_url=base_url,
+        var_dir=tmp_path / "var",
+    )
+    services = build_services(settings)
+    init_schema(services.engine)
+    authorize(services)
+    Redis.from_url(redis_url).flushdb()  # no delayed jobs left over from an earlier test's run
+    extra = export_env(base_url, SWEEP_INTERVAL_SECONDS="2", **env)
+    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=3, cron=True, extra_env=extra)
+    stack.start()
+    state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
+    try:
+        yield stack, services, state, base_url
+    finally:
+        stack.stop()
+        services.close()

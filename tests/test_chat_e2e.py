@@ -11,17 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis import Redis
 from sqlalchemy import select
 
-from bot.db import init_schema
 from bot.models import ChatCommand
-from bot.services import build_services
 from sandbox.state import DEFAULT_USER_OPEN_ID
-from tests.conftest import make_settings
-from tests.export_helpers import export_env, store_auth, wait_for
-from tests.oauth_helpers import authorize
-from tests.stack import BridgeStack
+from tests.export_helpers import running_stack, store_auth, wait_for
 
 pytestmark = pytest.mark.slow
 STRANGER = "ou_not_on_the_list_0009"
@@ -33,35 +27,15 @@ ARTIFACTS = Path(
 
 @pytest.fixture
 def chat_stack(tmp_path, redis_url, sandbox):
-    base_url, state = sandbox
-    database_url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    settings = make_settings(
+    yield from running_stack(
         tmp_path,
-        database_url=database_url,
-        redis_url=redis_url,
-        feishu_base_url=base_url,
-        var_dir=tmp_path / "var",
-    )
-    services = build_services(settings)
-    init_schema(services.engine)
-    authorize(services)
-    Redis.from_url(redis_url).flushdb()
-    extra = export_env(
-        base_url,
+        redis_url,
+        sandbox,
         CHAT_ADMINS=DEFAULT_USER_OPEN_ID,
         CHAT_CARD_REFRESH_SECONDS="1",
-        SWEEP_INTERVAL_SECONDS="2",
         ADMIN_TOKEN=ADMIN_TOKEN,
         EXPORT_MAX_FAILURES="2",
     )
-    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=3, cron=True, extra_env=extra)
-    stack.start()
-    state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
-    try:
-        yield stack, services, state, base_url
-    finally:
-        stack.stop()
-        services.close()
 
 
 def say(base_url: str, text: str, user: str = DEFAULT_USER_OPEN_ID) -> str:
@@ -198,6 +172,7 @@ def test_card_buttons_retry_failed_windows_with_the_same_permissions(chat_stack)
         json={"message_id": card_id, "value": button["value"], "user_open_id": STRANGER},
     )
     assert clicked.json()["webhook_status"] == 200
+
     def refused() -> bool:
         sent = httpx.get(f"{base_url}/sandbox/sent").json()["items"]
         texts = [json.loads(m["body"]["content"]).get("text", "") for m in sent if m["msg_type"] == "text"]

@@ -7,47 +7,16 @@ from datetime import date
 
 import httpx
 import pytest
-from redis import Redis
 
-from bot.db import init_schema
-from bot.services import build_services
 from sandbox.seed_contract import COLUMNS
-from tests.conftest import make_settings
-from tests.export_helpers import cli, export_env, store_auth, table_rows, truth, wait_for, workbook_rows
-from tests.oauth_helpers import authorize
-from tests.stack import BridgeStack
+from tests.export_helpers import cli, running_stack, store_auth, table_rows, truth, wait_for, workbook_rows
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def export_stack(tmp_path, redis_url, sandbox):
-    yield from _stack(tmp_path, redis_url, sandbox)
-
-
-def _stack(tmp_path, redis_url, sandbox, **env):
-    base_url, state = sandbox
-    database_url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    settings = make_settings(
-        tmp_path,
-        database_url=database_url,
-        redis_url=redis_url,
-        feishu_base_url=base_url,
-        var_dir=tmp_path / "var",
-    )
-    services = build_services(settings)
-    init_schema(services.engine)
-    authorize(services)
-    Redis.from_url(redis_url).flushdb()  # no delayed jobs left over from an earlier test's run
-    extra = export_env(base_url, ADMIN_CHAT_ID="oc_admins", SWEEP_INTERVAL_SECONDS="2", **env)
-    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=3, cron=True, extra_env=extra)
-    stack.start()
-    state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
-    try:
-        yield stack, services, state, base_url
-    finally:
-        stack.stop()
-        services.close()
+    yield from running_stack(tmp_path, redis_url, sandbox, ADMIN_CHAT_ID="oc_admins")
 
 
 def _in_range(state, first: date, last: date) -> dict[str, tuple]:
