@@ -25,7 +25,7 @@ from bot.caches import store  # noqa: E402
 from bot.caches.sources import parse_source  # noqa: E402
 from bot.caches.sync import sync_source  # noqa: E402
 from bot.db import init_schema  # noqa: E402
-from bot.redis_server import EmbeddedRedis  # noqa: E402
+from bot.processes.redis_server import EmbeddedRedis  # noqa: E402
 from bot.services import build_services  # noqa: E402
 from sandbox.seed import QUALITY_APP, QUALITY_NODE  # noqa: E402
 from sandbox.server import start_in_thread  # noqa: E402

@@ -33,11 +33,11 @@ import httpx  # noqa: E402
 from sqlalchemy import Column, Table, delete, insert, update  # noqa: E402
 
 from bot.coze import outbox, templates  # noqa: E402
+from bot.coze.dispatch import drain  # noqa: E402
 from bot.coze.spec import TemplateCreate  # noqa: E402
 from bot.db import init_schema  # noqa: E402
-from bot.redis_server import EmbeddedRedis  # noqa: E402
+from bot.processes.redis_server import EmbeddedRedis  # noqa: E402
 from bot.services import build_services, install  # noqa: E402
-from jobs.coze import drain  # noqa: E402
 from sandbox.coze import COZE_SANDBOX_KEY  # noqa: E402
 from sandbox.demo_tables import CUSTOMERS, METADATA  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402

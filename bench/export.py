@@ -29,7 +29,7 @@ from sqlalchemy import select  # noqa: E402
 from bot.db import init_schema  # noqa: E402
 from bot.export.merge import SourceFile, merge  # noqa: E402
 from bot.models import ExportFile  # noqa: E402
-from bot.redis_server import EmbeddedRedis  # noqa: E402
+from bot.processes.redis_server import EmbeddedRedis  # noqa: E402
 from bot.services import build_services  # noqa: E402
 from sandbox.seed_contract import COLUMNS, ID_COLUMN, TIME_COLUMN  # noqa: E402
 from sandbox.server import start_in_thread  # noqa: E402

@@ -1,6 +1,6 @@
 """Webhook intake throughput and ack latency under gunicorn, against a bare-Flask ceiling.
 
-Both apps run under the same gunicorn settings (bot/gunicorn_conf.py); wrk drives them with
+Both apps run under the same gunicorn settings (bot/processes/gunicorn_conf.py); wrk drives them with
 signed Feishu events (half encrypted, every event id unique, so the bridge does its full
 work per request: verify, decrypt, insert a receipt, enqueue a job). Two load shapes:
 
@@ -172,7 +172,7 @@ class Gunicorn:
         env = dict(env, PORT=str(self.port), HOST="127.0.0.1")
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:bot.gunicorn_conf", app],
+            [sys.executable, "-m", "gunicorn", "-c", "python:bot.processes.gunicorn_conf", app],
             env=env, cwd=ROOT, stdout=self.log, stderr=self.log,
         )
         wait_http(f"http://127.0.0.1:{self.port}/healthz", timeout=90)
@@ -212,7 +212,7 @@ def main() -> None:
     wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="fb-bench-"))
     from bot.db import init_schema, make_engine
-    from bot.redis_server import EmbeddedRedis
+    from bot.processes.redis_server import EmbeddedRedis
 
     redis = EmbeddedRedis(work / "redis")
     redis.start()
@@ -233,7 +233,7 @@ def main() -> None:
     from bot.config import load_settings
 
     effective = load_settings()
-    settings = (f"gunicorn gthread (bot/gunicorn_conf.py), WEB_WORKERS={effective.web_workers}, "
+    settings = (f"gunicorn gthread (bot/processes/gunicorn_conf.py), WEB_WORKERS={effective.web_workers}, "
                 f"WEB_THREADS={effective.web_threads}; wrk -t{WRK_THREADS}")
     print(f"# intake bench — {settings}; database={args.db}; {args.seconds}s per run; "
           f"{os.cpu_count()} cores", flush=True)

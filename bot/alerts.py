@@ -2,7 +2,7 @@
 
 A condition is named by its key (e.g. `token:ou_x:reauth_required:<login time>`): raising an
 alert whose key exists does nothing, so a periodic check can raise on every tick and the
-admin still gets one message. Delivery is `jobs.alerts.deliver_alerts`.
+admin still gets one message. bot/chat/alerts.py delivers them.
 """
 
 from __future__ import annotations
@@ -50,3 +50,4 @@ def mark_failed(engine: Engine, alert_id: int, error: str) -> None:
     with engine.begin() as conn:
         conn.execute(update(Alert).where(Alert.id == alert_id)
                      .values(attempts=Alert.attempts + 1, last_error=error[:2000]))
+

@@ -7,13 +7,11 @@ from werkzeug.exceptions import HTTPException
 
 from bot.config import Settings, load_settings
 from bot.logs import configure_logging
-from bot.recorder import Recorder
 from bot.services import Services, build_services
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
-    from bot.web import api, dashboard, oauth, openapi, ops, webhook
-    from handlers import REGISTRY
+    from bot.web import EXTENSION, api, dashboard, oauth, openapi, ops, webhook
 
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings)
@@ -21,10 +19,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = Flask("feishu_bridge")
     app.config["MAX_CONTENT_LENGTH"] = webhook.MAX_BODY_BYTES
-    app.extensions["feishu_bridge"] = services
-    app.extensions["feishu_bridge.handled_types"] = frozenset(REGISTRY)
-    app.extensions["feishu_bridge.dispatcher"] = webhook.build_dispatcher(services, sorted(REGISTRY))
-    app.extensions["feishu_bridge.recorder"] = Recorder(services)
+    app.extensions[EXTENSION] = services
+    webhook.install(app, services)
 
     app.register_blueprint(webhook.bp)
     app.register_blueprint(ops.bp)

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     feishu_retries: int = 5
     feishu_retry_max_wait: float = 10.0  # seconds; caps x-ogw-ratelimit-reset and the backoff
 
-    # User OAuth tokens (see bot/user_tokens.py).
+    # User OAuth tokens (see bot/tokens/user_tokens.py).
     # Fernet key(s), comma-separated, newest first; unset → a key file generated under var_dir.
     token_encryption_key: SecretStr = SecretStr("")
     oauth_redirect_url: str = ""  # unset → http://{host}:{port}/oauth/callback

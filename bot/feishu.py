@@ -22,11 +22,11 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from bot.config import Settings
 from bot.masking import register_secrets
 from bot.metrics import FEISHU_RETRIES, TOKEN_RETRIES
-from bot.oauth import TOKEN_PATH
+from bot.tokens.oauth import TOKEN_PATH
 
 if TYPE_CHECKING:
-    from bot.token_cache import RedisTokenCache
-    from bot.user_tokens import UserTokens
+    from bot.tokens.tenant_cache import RedisTokenCache
+    from bot.tokens.user_tokens import UserTokens
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class Feishu:
         # The SDK does not evict a token the server rejected; without this it would resend it.
         from lark_oapi.core.token.manager import TokenManager
 
-        from bot.token_cache import tenant_token_key
+        from bot.tokens.tenant_cache import tenant_token_key
 
         key = tenant_token_key(self._settings.feishu_app_id)
         if self._cache is not None:

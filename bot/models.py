@@ -83,7 +83,7 @@ class EventReceipt(Base):
 
 
 class OAuthToken(Base):
-    """A user's OAuth grant. Token columns hold ciphertext; only bot.user_tokens touches them."""
+    """A user's OAuth grant. Token columns hold ciphertext; only bot.tokens.user_tokens touches them."""
 
     __tablename__ = "oauth_tokens"
     __table_args__ = (

@@ -1,5 +1,6 @@
 """One snapshot of everything an operator watches — caches, user tokens, the export run, Coze
-deliveries, events — for `/status` in chat and the dashboard. Reads the database only."""
+deliveries, events — for `/status` in chat (bot/chat/texts.py) and the dashboard. Reads the
+database only."""
 
 from __future__ import annotations
 
@@ -30,11 +31,11 @@ def overview(services: Services, *, detail: bool = False) -> dict[str, Any]:
 def _detail(services: Services, snapshot: dict[str, Any]) -> dict[str, Any]:
     from rq.registry import FailedJobRegistry
 
-    from bot.export import runner
+    from bot.export.progress import window_list
     from bot.models import ChatCommand
 
     export = snapshot["export"]
-    windows = runner.window_list(services.engine, export["run"]) if export else []
+    windows = window_list(services.engine, export.run) if export else []
     failed_jobs = []
     for name, queue in services.queues.items():
         registry = FailedJobRegistry(queue=queue)
@@ -61,6 +62,7 @@ def _summary(services: Services) -> dict[str, Any]:
     from bot.caches import store
     from bot.coze import outbox
     from bot.export import runner
+    from bot.export.progress import progress
     from bot.models import CozeDelivery, CozeTemplate, EventReceipt
 
     now = datetime.now(UTC)
@@ -82,7 +84,7 @@ def _summary(services: Services) -> dict[str, Any]:
             .limit(5)
         ).all()
     run_id = runner.active_run_id(engine) or runner.latest_run_id(engine)
-    export = runner.progress(engine, run_id) if run_id else None
+    export = progress(engine, run_id) if run_id else None
     counts = outbox.counts(engine)
     return {
         "at": now.isoformat(timespec="seconds"),
@@ -141,63 +143,3 @@ def _summary(services: Services) -> dict[str, Any]:
             "failed": [{"id": r.id, "type": r.event_type, "error": r.last_error} for r in failed_events],
         },
     }
-
-
-def status_text(snapshot: dict[str, Any]) -> str:
-    """The chat reply for /status (Chinese, short)."""
-    lines = ["📊 Feishu Bridge 状态"]
-    caches = snapshot["caches"]
-    if caches:
-        stale = [c["source"] for c in caches if c["stale"]]
-        lines.append(
-            f"缓存：{len(caches)} 个数据源" + (f"，待更新：{', '.join(stale)}" if stale else "，均为最新")
-        )
-    else:
-        lines.append("缓存：尚未添加数据源")
-    tokens = snapshot["tokens"]
-    if tokens:
-        for t in tokens:
-            state = "正常" if t["status"] == "active" else "需要重新授权"
-            lines.append(
-                f"令牌：{t['name'] or t['subject']} {state}，刷新令牌剩余 {t['refresh_hours_left']} 小时"
-            )
-    else:
-        lines.append("令牌：尚无用户授权（feishu-bridge auth login）")
-    export = snapshot["export"]
-    if export:
-        lines.append(
-            f"导出：第 {export['run']} 次，{_export_state(export['status'])}，"
-            f"{export['fraction'] * 100:.0f}%，已导出 {export['records']} 条"
-        )
-    else:
-        lines.append("导出：暂无")
-    coze = snapshot["coze"]
-    lines.append(f"Coze：{len(coze['templates'])} 个模板，待投递 {coze['backlog']}，死信 {coze['dead']}")
-    failed = snapshot["events"]["by_status"].get("failed", 0)
-    lines.append(f"事件：失败 {failed}")
-    return "\n".join(lines)
-
-
-def _export_state(status: str) -> str:
-    return {"running": "进行中", "paused": "已暂停", "done": "已完成", "cancelled": "已取消"}.get(
-        status, status
-    )
-
-
-def export_lines(progress: dict[str, Any]) -> list[str]:
-    """An export run's progress as chat lines (the /export status reply and the card body)."""
-    windows = progress["windows"]
-    total = sum(windows.values())
-    lines = [
-        f"范围：{progress['range'][0][:10]} 至 {progress['range'][1][:10]}（不含）",
-        f"状态：{_export_state(progress['status'])}"
-        + (f"（{progress['pause_reason']}）" if progress.get("pause_reason") else ""),
-        f"窗口：已完成 {progress['windows_done']} / {total}，已导出 {progress['records']} 条记录，"
-        f"导出调用 {progress['calls']} 次",
-    ]
-    for problem in progress["problems"][:5]:
-        lines.append(
-            f"⚠ 窗口 {problem['window']}（{problem['start'][:10]}～{problem['end'][:10]}）"
-            f"{problem['state']}：{problem.get('reason') or ''}"
-        )
-    return lines

@@ -1,11 +1,16 @@
-"""The queues, in one place, and how work gets onto them."""
+"""The queues, the name of every job, and the two ways work gets onto a queue.
+
+Jobs are enqueued by their dotted name (`Jobs.PLAN_EXPORT`), never by importing the function:
+`jobs/` is the thin RQ layer on top of `bot/`, and `bot/` does not import it. RQ imports the
+function by that name in the worker. `tests/test_layers.py` imports every name listed here, so a
+renamed or moved job fails a test instead of a worker in production.
+"""
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Sequence
 from enum import StrEnum
+from typing import Any
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
@@ -13,7 +18,6 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.queue import EnqueueData
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,40 @@ class QueueName(StrEnum):
 
 ALL_QUEUES: tuple[str, ...] = tuple(q.value for q in QueueName)
 
-PROCESS_EVENTS = "jobs.events.process_events"
+
+class Jobs:
+    """Every RQ job function, by the name RQ imports it with (plain strings: RQ stores them)."""
+
+    # intake (bot/intake)
+    PROCESS_EVENTS = "jobs.events.process_events"
+    SWEEP_RECEIPTS = "jobs.events.sweep_receipts"
+    # tokens and alerts (bot/tokens, bot/alerts.py)
+    REFRESH_DUE_TOKENS = "jobs.tokens.refresh_due_tokens"
+    DELIVER_ALERTS = "jobs.alerts.deliver_alerts"
+    # caches (bot/caches)
+    SYNC_CACHE_SOURCE = "jobs.caches.sync_cache_source"
+    SCHEDULE_CACHE_SYNCS = "jobs.caches.schedule_cache_syncs"
+    APPLY_CACHE_CHANGES = "jobs.caches.apply_cache_changes"
+    REFRESH_CACHE_SCHEMA = "jobs.caches.refresh_cache_schema"
+    # contract export (bot/export)
+    PLAN_EXPORT = "jobs.export.plan_export"
+    SUBMIT_EXPORT_WINDOW = "jobs.export.submit_export_window"
+    DOWNLOAD_EXPORT_FILE = "jobs.export.download_export_file"
+    POLL_EXPORT_MESSAGES = "jobs.export.poll_export_messages"
+    TICK_EXPORTS = "jobs.export.tick_exports"
+    # Coze sync (bot/coze)
+    DISPATCH_COZE_OUTBOX = "jobs.coze.dispatch_coze_outbox"
+    COZE_MANUAL_SYNC = "jobs.coze.coze_manual_sync"
+    POLL_COZE_OUTBOX = "jobs.coze.poll_coze_outbox"
+    CLEAN_COZE_OUTBOX = "jobs.coze.clean_coze_outbox"
+    # chat (bot/chat)
+    REFRESH_CHAT_CARDS = "jobs.chat.refresh_chat_cards"
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [value for key, value in vars(cls).items() if key.isupper()]
+
+
 LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -52,39 +89,6 @@ def retry_policy(intervals: list[int]) -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
-def new_event_job_id() -> str:
-    """Chosen before the receipts are inserted, so each receipt row names the job that carries it."""
-    return f"events-{uuid.uuid4().hex}"
-
-
-MAX_EVENTS_PER_JOB = 256
-
-
-def event_job_options(receipt_ids: Sequence[int]) -> dict:
-    # Handlers run one after another inside the job: its time limit grows with the batch.
-    return {"timeout": 300 + 10 * len(receipt_ids), "result_ttl": 600, "failure_ttl": 30 * 24 * 3600}
-
-
-def events_job_data(receipt_ids: Sequence[int], intervals: list[int], job_id: str) -> EnqueueData:
-    """The job that processes a batch of receipts. It carries only their ids: one job per intake
-    batch (not per event) keeps RQ's per-job cost off the webhook's hot path."""
-    ids = sorted(receipt_ids)
-    return Queue.prepare_data(
-        PROCESS_EVENTS,
-        (ids,),
-        job_id=job_id,
-        retry=retry_policy(intervals),
-        description=f"event receipts {ids[0]}..{ids[-1]} ({len(ids)})",
-        **event_job_options(ids),
-    )
-
-
-def enqueue_events(queue: Queue, receipt_ids: Sequence[int], intervals: list[int],
-                   job_id: str | None = None) -> Job:
-    [job] = queue.enqueue_many([events_job_data(receipt_ids, intervals, job_id or new_event_job_id())])
-    return job
-
-
 def job_is_live(connection: Redis, job_id: str | None) -> bool:
     if not job_id:
         return False
@@ -94,9 +98,9 @@ def job_is_live(connection: Redis, job_id: str | None) -> bool:
         return False
 
 
-def enqueue_once(queue: Queue, job_id: str, func, *args, retry: Retry | None = None,
+def enqueue_once(queue: Queue, job_id: str, job: str, *args: Any, retry: Retry | None = None,
                  timeout: int = 600) -> None:
-    """Queue `func` unless a job with this id is already waiting; if it is running, queue one
+    """Queue `job` unless a job with this id is already waiting; if it is running, queue one
     follow-up, so work noted while it runs is not left for a periodic sweep."""
     if job_is_live(queue.connection, job_id):
         existing = queue.fetch_job(job_id)
@@ -105,5 +109,5 @@ def enqueue_once(queue: Queue, job_id: str, func, *args, retry: Retry | None = N
         job_id = f"{job_id}-next"
         if job_is_live(queue.connection, job_id):
             return
-    queue.enqueue(func, *args, job_id=job_id, job_timeout=timeout, retry=retry,
-                  description=f"{getattr(func, '__name__', func)}{args}")
+    queue.enqueue(job, *args, job_id=job_id, job_timeout=timeout, retry=retry,
+                  description=f"{job.rsplit('.', 1)[-1]}{args}")

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from bot.coze.client import CozeClients
     from bot.export.contract import ContractClient
     from bot.feishu import Feishu
-    from bot.secretbox import SecretBox
-    from bot.user_tokens import UserTokens
+    from bot.tokens.secretbox import SecretBox
+    from bot.tokens.user_tokens import UserTokens
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Services:
 
     @cached_property
     def secret_box(self) -> SecretBox:
-        from bot.secretbox import build_secret_box
+        from bot.tokens.secretbox import build_secret_box
 
         return build_secret_box(self.settings)
 
@@ -47,7 +47,7 @@ class Services:
     def feishu(self) -> Feishu:
         """The one gateway to the open platform (built on first use: importing lark-oapi is slow)."""
         from bot.feishu import Feishu, build_client
-        from bot.token_cache import RedisTokenCache
+        from bot.tokens.tenant_cache import RedisTokenCache
 
         cache = RedisTokenCache(self.redis, self.secret_box)
         feishu = Feishu(build_client(self.settings, cache), self.settings, cache)
@@ -77,7 +77,7 @@ class Services:
         return tokens
 
     def _user_tokens(self, feishu: Feishu) -> UserTokens:
-        from bot.user_tokens import UserTokens
+        from bot.tokens.user_tokens import UserTokens
 
         return UserTokens(self.engine, self.redis, self.secret_box, self.settings, feishu.post_oauth_token)
 

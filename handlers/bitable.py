@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.caches import store
+from bot.caches.schedule import schedule_apply, schedule_schema_refresh
 from bot.services import Services
-from jobs.caches import schedule_apply, schedule_schema_refresh
 
 
 def on_record_changed(services: Services, event_doc: dict[str, Any]) -> str:

@@ -1,38 +1,12 @@
-"""Deliver pending operator alerts to the admin chat."""
+"""Deliver pending operator alerts to the admin chat (cron)."""
 
 from __future__ import annotations
 
-import logging
-
-from bot import alerts
-from bot.feishu import FeishuAPIError
-from bot.im import send_text
+from bot.chat.alerts import deliver_pending
 from bot.services import current
 from jobs.timing import instrumented
-
-log = logging.getLogger(__name__)
 
 
 @instrumented("deliver_alerts")
 def deliver_alerts() -> int:
-    """Send every unsent alert; failures stay pending (with the error) for the next run.
-    The message uuid is the alert's id, so a retry after a lost answer is not sent twice."""
-    services = current()
-    chat_id = services.settings.admin_chat_id
-    waiting = alerts.pending(services.engine)
-    if not waiting:
-        return 0
-    if not chat_id:
-        log.warning("alerts pending but ADMIN_CHAT_ID is not set", extra={"count": len(waiting)})
-        return 0
-    sent = 0
-    for alert in waiting:
-        try:
-            send_text(services.feishu, chat_id, alert.message, uuid=f"alert-{alert.id}")
-        except (FeishuAPIError, OSError) as exc:
-            alerts.mark_failed(services.engine, alert.id, str(exc))
-            log.warning("alert not delivered", extra={"alert": alert.key, "error": str(exc)})
-            continue
-        alerts.mark_sent(services.engine, alert.id)
-        sent += 1
-    return sent
+    return deliver_pending(current())

@@ -11,7 +11,7 @@ from redis import Redis
 
 from bot.config import Settings
 from bot.db import init_schema
-from bot.redis_server import EmbeddedRedis
+from bot.processes.redis_server import EmbeddedRedis
 from bot.services import Services, build_services, install
 from sandbox.server import start_in_thread
 from sandbox.state import (

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 from sqlalchemy import update
 
-from bot.login import complete_login, start_login
 from bot.models import OAuthToken, utcnow
-from bot.user_tokens import UserInfo
+from bot.tokens.login import complete_login, start_login
+from bot.tokens.user_tokens import UserInfo
 
 
 def authorize(services) -> UserInfo:

@@ -71,7 +71,7 @@ class BridgeStack:
             self._spawn([sys.executable, "-m", "bot.cli", "worker"], env, log)
         if self.cron:
             self._spawn([sys.executable, "-m", "bot.cli", "cron"], env, log)
-        self._spawn([sys.executable, "-m", "gunicorn", "-c", "python:bot.gunicorn_conf",
+        self._spawn([sys.executable, "-m", "gunicorn", "-c", "python:bot.processes.gunicorn_conf",
                      "bot.app:create_app()"], env, log)
         wait_http(f"{self.base_url}/healthz", timeout=90)
         return self

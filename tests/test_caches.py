@@ -148,7 +148,7 @@ def test_api_serves_the_cache_behind_the_admin_token(services, client, sandbox):
 def test_cli_summary_query_and_exports(services, sandbox, tmp_path):
     from click.testing import CliRunner
 
-    from bot.cli import main as cli
+    from bot.cli.main import main as cli
 
     _synced(services)
     settings = services.settings
@@ -217,7 +217,7 @@ def test_sources_and_sync_once_through_the_cli(services, sandbox):
     """The seeds' `auto_sync_all.py --once`: declare the sources, sync once, check the counts."""
     from click.testing import CliRunner
 
-    from bot.cli import main as cli
+    from bot.cli.main import main as cli
     from sandbox.seed import GUIDE_NODE, SHEET_TOKEN
 
     settings = services.settings

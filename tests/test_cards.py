@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.cards import eta_text, notice_card, progress_card
+from bot.chat.cards import eta_text, notice_card, progress_card
 
 
 def test_progress_card_shows_state_percent_and_buttons():

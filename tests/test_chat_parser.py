@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from handlers.commands import Command, UsageError, help_text, parse, text_of_message
+from bot.chat.parser import Command, UsageError, help_text, parse, text_of_message
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from bot.cli import main
+from bot.cli.main import main
 from bot.config import Settings
 
 SECRET = "app-secret-value-9f8e7d6c"

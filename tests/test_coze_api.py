@@ -11,9 +11,9 @@ from rq import SimpleWorker
 from sqlalchemy import func, inspect, select
 
 from bot.coze import outbox
+from bot.coze.dispatch import drain
 from bot.models import CozeDelivery, CozeTemplate
 from bot.queue import QueueName
-from jobs.coze import drain
 from sandbox.coze import COZE_SANDBOX_KEY
 from sandbox.demo_tables import CUSTOMERS, SUPPLIERS, create_demo_tables
 

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.coze import outbox, templates
+from bot.coze.dispatch import drain
 from bot.coze.spec import FieldMapping
 from bot.db import init_schema
 from bot.models import CozeDelivery, CozeOutbox, CozeTemplate
 from bot.services import build_services, install
-from jobs.coze import drain
 from sandbox.demo_tables import create_demo_tables
 from tests.conftest import make_settings
 from tests.coze_helpers import Workload, customer_spec, normalise

@@ -8,6 +8,8 @@ from sqlalchemy import select
 
 from bot.export import runner
 from bot.export.contract import Answer, Reply
+from bot.export.placement import place_file
+from bot.export.progress import progress
 from bot.models import ExportFile, ExportWindow, utcnow
 
 OK = Reply(Answer.OK, 200, "ok")
@@ -58,7 +60,7 @@ def test_an_empty_file_while_two_windows_wait_makes_them_go_one_at_a_time(servic
     first, second = runner.plan(services.engine, run_id, sized=[]).ids
     for window_id in (first, second):
         assert runner.record_submission(services.engine, window_id, OK) == "submitted"
-    placed = runner.place_file(services.engine, _file(services, "m-empty", 0))
+    placed = place_file(services.engine, _file(services, "m-empty", 0))
     assert placed.file_state == "ambiguous" and set(placed.candidates) == {first, second}
     assert _states(services, run_id) == {first: "planned", second: "planned"}
     # nothing is submitted while the earlier submissions could still be answered
@@ -67,7 +69,7 @@ def test_an_empty_file_while_two_windows_wait_makes_them_go_one_at_a_time(servic
     [alone] = runner.plan(services.engine, run_id, later, sized=[]).ids
     assert runner.record_submission(services.engine, alone, OK, later) == "submitted"
     assert runner.plan(services.engine, run_id, later, sized=[]).ids == []  # it goes alone
-    placed = runner.place_file(
+    placed = place_file(
         services.engine,
         _file(services, "m-empty-2", 0, at=later + timedelta(seconds=1)),
         later + timedelta(seconds=1),
@@ -80,7 +82,7 @@ def test_a_file_at_the_cap_splits_its_window_and_a_late_duplicate_is_stray(servi
     [window_id, _] = runner.plan(services.engine, run_id, sized=[]).ids
     runner.record_submission(services.engine, window_id, OK)
     full = _file(services, "m-full", 1000, START, START + timedelta(days=3, hours=5))
-    placed = runner.place_file(services.engine, full)
+    placed = place_file(services.engine, full)
     assert placed.outcome.value == "split"
     with services.sessions() as session:
         children = list(
@@ -95,7 +97,7 @@ def test_a_file_at_the_cap_splits_its_window_and_a_late_duplicate_is_stray(servi
         (START + timedelta(days=3), START + timedelta(days=7)),
     ]
     # the same export's file delivered twice: the copy matches nothing open any more
-    again = runner.place_file(
+    again = place_file(
         services.engine, _file(services, "m-full-again", 1000, START, START + timedelta(days=3, hours=5))
     )
     assert again.file_state == "stray"
@@ -123,8 +125,8 @@ def test_answers_move_a_window_as_classified(services):
         runner.record_submission(services.engine, third, Reply(Answer.AUTH, 401, "expired"), later)
         == "paused"
     )
-    status = runner.progress(services.engine, run_id)
-    assert status["status"] == "paused" and {p["state"] for p in status["problems"]} == {"failed"}
+    status = progress(services.engine, run_id)
+    assert status.status == "paused" and {p.state for p in status.problems} == {"failed"}
     assert runner.plan(services.engine, run_id, later, sized=[]).ids == []  # paused: nothing moves
 
 

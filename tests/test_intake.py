@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.intake import ParsedEvent, Reason, Refusal, ShapeError, event_from_plain, examine
+from bot.intake.parse import ParsedEvent, Reason, Refusal, ShapeError, event_from_plain, examine
 from sandbox.crypto import encrypt
 from sandbox.state import SANDBOX_ENCRYPT_KEY as KEY
 from sandbox.state import SANDBOX_VERIFICATION_TOKEN as TOKEN

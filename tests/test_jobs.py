@@ -9,11 +9,12 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select, update
 
-from bot import receipts
-from bot.intake import ParsedEvent
+from bot.intake import receipts
+from bot.intake.parse import ParsedEvent
+from bot.intake.schedule import enqueue_events
 from bot.models import EventReceipt, utcnow
-from bot.queue import enqueue_events, job_is_live
-from jobs.maintenance import sweep_receipts
+from bot.queue import job_is_live
+from jobs.events import sweep_receipts
 from tests.helpers import sender, text_message_event
 
 

@@ -2,7 +2,7 @@
 
 Scans the product's source: every SDK API call (`client.<product>.vN…`) sits inside a
 function handed to `Feishu.call`; only bot/feishu.py builds a lark client or puts a user token
-into a request; only bot/user_tokens.py touches the stored grants or opens their ciphertext.
+into a request; only bot/tokens/user_tokens.py touches the stored grants or opens their ciphertext.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_every_sdk_call_goes_through_the_gateway():
     assert offenders == []
     # and the scan does find the real call sites
     sites = [p for p in PRODUCT if _sdk_call_sites(ast.parse(p.read_text()))]
-    assert {_rel(p) for p in sites} >= {"bot/im.py", "bot/login.py"}
+    assert {_rel(p) for p in sites} >= {"bot/im.py", "bot/tokens/login.py"}
 
 
 def test_only_the_gateway_builds_clients_or_sets_user_tokens():
@@ -60,7 +60,7 @@ def test_only_the_gateway_builds_clients_or_sets_user_tokens():
 
 
 def test_only_the_token_manager_reads_stored_grants():
-    allowed = {"bot/user_tokens.py", "bot/models.py"}
+    allowed = {"bot/tokens/user_tokens.py", "bot/models.py"}
     for path in PRODUCT:
         if _rel(path) in allowed:
             continue
@@ -71,7 +71,7 @@ def test_only_the_token_manager_reads_stored_grants():
         opened = [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "open"
                   and "box" in ast.unparse(n.value)]
         # the export's browser session and Coze keys are sealed too, but are no Feishu grants
-        sealers = ("bot/token_cache.py", "bot/export/auth.py", "bot/coze/keys.py")
+        sealers = ("bot/tokens/tenant_cache.py", "bot/export/auth.py", "bot/coze/keys.py")
         assert opened == [] or _rel(path) in sealers, _rel(path)
 
 

@@ -65,8 +65,8 @@ def test_init_is_idempotent_and_models_match(database_url):
 
 
 def test_ids_autoincrement_on_both_databases(database_url):
-    from bot import receipts
-    from bot.intake import ParsedEvent
+    from bot.intake import receipts
+    from bot.intake.parse import ParsedEvent
 
     engine = make_engine(database_url)
     try:

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from bot import alerts
-from bot.cli import main as cli
+from bot.cli.main import main as cli
+from bot.intake.processing import process_receipt
 from bot.models import Alert, OAuthToken, TokenRefresh, utcnow
-from bot.user_tokens import ReauthRequired
+from bot.tokens.user_tokens import ReauthRequired
 from jobs.alerts import deliver_alerts
-from jobs.events import process_receipt
 from jobs.tokens import refresh_due_tokens
 from sandbox.state import DEFAULT_USER_NAME, DEFAULT_USER_OPEN_ID
 from tests.oauth_helpers import authorize, expire_in
@@ -195,8 +195,8 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     assert deliver_alerts() == 1
     assert _row(services).expires_at > utcnow() + timedelta(hours=1)
     # process_events → the /ping handler's reply (tenant token)
-    from bot import receipts
-    from bot.intake import ParsedEvent
+    from bot.intake import receipts
+    from bot.intake.parse import ParsedEvent
     from tests.helpers import sender, text_message_event
 
     httpx.post(f"{base_url}/sandbox/tokens/expire")

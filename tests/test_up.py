@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.redis_server import EmbeddedRedis
+from bot.processes.redis_server import EmbeddedRedis
 from tests.logvault import VAULT
 from tests.servers import free_port
 

@@ -8,7 +8,7 @@ from rq import Queue
 from sqlalchemy import select
 
 from bot.models import EventReceipt
-from bot.queue import PROCESS_EVENTS
+from bot.queue import Jobs
 from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN
 from tests.helpers import challenge_body, sender, text_message_event
 
@@ -56,7 +56,7 @@ def test_event_is_recorded_and_enqueued_not_processed(client, services, redis_co
     queue = Queue("default", connection=redis_conn)
     [job] = queue.get_jobs()
     assert job.id == receipt.job_id
-    assert job.func_name == PROCESS_EVENTS and job.args == ([receipt.id],)
+    assert job.func_name == Jobs.PROCESS_EVENTS and job.args == ([receipt.id],)
     assert job.retries_left == 2  # settings.event_retry_intervals in tests: [0, 0]
 
 

@@ -1,9 +1,12 @@
-"""One dispatch round: claim due outbox rows, map each to its workflow's parameters, call Coze
-in parallel (the rows of one round are distinct table rows, so order is kept), record answers."""
+"""Delivering the outbox: one round claims due rows, maps each to its workflow's parameters,
+calls Coze in parallel (the rows of one round are distinct table rows, so order is kept) and
+records the answers; `drain` runs rounds for a time budget (the dispatch job, `coze dispatch`)."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -11,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.coze import mapping, outbox
+from bot.coze import manual, mapping, outbox, schedule
 from bot.coze.client import CozeClients, ErrorKind, Outcome
 from bot.coze.keys import open_key
 from bot.coze.spec import FieldMapping, load_callable
@@ -90,3 +93,30 @@ def run_round(services: Services, clients: CozeClients, pool: ThreadPoolExecutor
         cap=settings.coze_backoff_max_seconds,
     )
     return {"claimed": len(rows), **counts}
+
+
+DISPATCH_BUDGET_SECONDS = 50.0  # then hand over to a fresh job, so one job never hogs a worker
+
+
+def drain(services: Services, budget: float = DISPATCH_BUDGET_SECONDS) -> dict[str, int]:
+    """Dispatch rounds until nothing is due or the budget is spent; then settle finished manual
+    syncs and make sure someone comes back: at once if rows are left, when the next is due else."""
+    settings = services.settings
+    outbox.free_stale_claims(services.engine, settings.coze_claim_lease_seconds)
+    totals: Counter[str] = Counter()
+    deadline = time.monotonic() + budget
+    more = False
+    with ThreadPoolExecutor(settings.coze_dispatch_threads, thread_name_prefix="coze") as pool:
+        while time.monotonic() < deadline:
+            counts = run_round(services, services.coze_clients, pool)
+            if not counts["claimed"]:
+                more = False
+                break
+            totals.update(counts)
+            more = True
+    manual.settle_delivering(services)
+    if more:
+        schedule.wake_dispatcher(services)
+    else:
+        schedule.wake_when_due(services)
+    return dict(totals)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.masking import mask, register_secrets
-from bot.secretbox import SecretBox
+from bot.tokens.secretbox import SecretBox
 
 
 def seal_key(box: SecretBox, key: str | None) -> str | None:

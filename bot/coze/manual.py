@@ -151,6 +151,27 @@ def progress(services: Services, sync_id: int) -> dict[str, Any]:
     }
 
 
+def settle_delivering(services: Services) -> None:
+    """Settle every manual sync whose rows are all delivered or dead-lettered (the dispatcher
+    calls this after each drain)."""
+    with services.sessions() as session:
+        ids = list(session.scalars(select(CozeManualSync.id).where(CozeManualSync.status == "delivering")))
+    for sync_id in ids:
+        progress(services, sync_id)
+
+
+def progress_message(state: dict[str, Any]) -> str:
+    """One line for people (REST answer, chat card): the seed's wording for a finished sync."""
+    if state["status"] == "failed":
+        return f"同步失败：{state['error']}"
+    if state["status"] == "done":
+        message = f"同步完成，成功同步 {state['records_synced']} 条记录"
+        if state["records_failed"]:
+            message += f"，{state['records_failed']} 条失败（见死信队列）"
+        return message
+    return f"同步进行中：已同步 {state['records_synced']} / {state['total_records']} 条记录"
+
+
 def _finish(
     services: Services,
     sync_id: int,

@@ -13,7 +13,7 @@ from bot.export.curl import ExportAuth
 from bot.masking import register_secrets
 from bot.models import ExportAuth as ExportAuthRow
 from bot.models import utcnow
-from bot.secretbox import SecretBox
+from bot.tokens.secretbox import SecretBox
 
 
 class NoExportAuth(RuntimeError):

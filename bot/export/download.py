@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from bot.models import ExportFile, utcnow
 
 if TYPE_CHECKING:
     from bot.feishu import Feishu
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,46 @@ def fetch_via_api(feishu: Feishu, settings: Settings, message_id: str, file_key:
         as_user=settings.export_user or None,
     )
     return response.file.read()
+
+
+class DownloadFailed(RuntimeError):
+    """Neither the API nor the web messenger produced the file (retried by the download job)."""
+
+
+def fetch_with_fallback(by_api: Callable[[], bytes], by_browser: Callable[[], bytes]) -> tuple[bytes, str]:
+    """The file's bytes and how they came: by API, or — when the API refuses (no permission,
+    the resource is not the app's to read) — through the web messenger in a browser."""
+    from bot.feishu import FeishuAPIError
+
+    try:
+        return by_api(), "api"
+    except FeishuAPIError as exc:
+        log.warning("API download refused; using the web messenger", extra={"code": exc.code})
+        refused = exc
+    try:
+        return by_browser(), "browser"
+    except Exception as exc:
+        raise DownloadFailed(f"api: {refused}; browser: {exc}") from exc
+
+
+def fetch_file(services: Services, record: ExportFile) -> tuple[bytes, str]:
+    """A completion message's file, by API or else by browser (see `fetch_with_fallback`)."""
+    settings = services.settings
+
+    def by_api() -> bytes:
+        return fetch_via_api(services.feishu, settings, record.message_id, record.file_key)
+
+    def by_browser() -> bytes:
+        from bot.export import messenger
+
+        target = incoming_dir(settings) / f"{record.message_id}.browser"
+        messenger.download(settings, record.message_id, record.file_name, target)
+        try:
+            return target.read_bytes()
+        finally:
+            target.unlink(missing_ok=True)
+
+    return fetch_with_fallback(by_api, by_browser)
 
 
 def list_chat_messages(feishu: Feishu, settings: Settings, since_seconds: int) -> list[dict]:

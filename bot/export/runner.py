@@ -1,12 +1,12 @@
-"""The export run as durable state: what to submit next, what a submission's answer means,
-and where an arriving file goes.
+"""The export run as durable state: starting, pausing and retrying runs, what to submit next,
+and what a submission's answer means.
 
-Everything here is a short database transaction over one run; callers (the RQ jobs in
-jobs/export.py) hold the run's Redis lock around each call, so two workers never decide about
-the same run at once. Because all state is in the database, a process killed at any point
-leaves nothing that the next `plan` cannot pick up: a window claimed for submission whose job
-died is freed after a lease, a window whose message never came is exported again after the
-file timeout, and a file that arrives twice is recognised by content.
+Everything here is a short database transaction over one run; callers (bot/export/steps.py)
+hold the run's Redis lock around each decision, so two workers never decide about the same run
+at once. Because all state is in the database, a process killed at any point leaves nothing
+that the next `plan` cannot pick up: a window claimed for submission whose job died is freed
+after a lease, a window whose message never came is exported again after the file timeout, and
+a file that arrives twice is recognised by content (bot/export/placement.py).
 """
 
 from __future__ import annotations
@@ -20,73 +20,21 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from bot.config import Settings
 from bot.export.contract import Answer, Reply
-from bot.export.matching import Match, OpenWindow, Verdict, match_file
-from bot.export.windows import Outcome, PlanOptions, Window, judge, next_window, smoothed
-from bot.models import ExportFile, ExportRun, ExportWindow, utcnow
+from bot.export.options import RunOptions
+from bot.export.windows import Window, next_window
+from bot.models import ExportRun, ExportWindow, utcnow
 
+ACTIVE = ("running", "paused")
 IN_FLIGHT = ("submitted", "awaiting_file")
 OPEN = ("planned", "submitted", "awaiting_file", "downloaded")
 DONE = ("verified", "split", "unexportable", "failed")
 
+__all__ = ["RunConflict", "RunOptions"]  # RunOptions: what create_run takes
+
 
 class RunConflict(RuntimeError):
     """A run is already active (or none is, for resume/retry)."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    cap: int = 1000
-    initial_days: int = 7
-    fill: float = 0.9
-    finer_bounds: bool = False
-    keyword: str = ""
-    search_tab: int = 0
-    concurrency: int = 3
-    max_failures: int = 8
-    backoff_seconds: float = 5.0
-    backoff_max_seconds: float = 600.0
-    file_timeout_seconds: float = 900.0
-    count_sizing: bool = False  # size windows with the list endpoint's totals
-    submit_lease_seconds: float = 120.0  # a window claimed this long ago by a job that died is freed
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> RunOptions:
-        values = {
-            "cap": settings.export_cap,
-            "initial_days": settings.export_initial_days,
-            "fill": settings.export_fill,
-            "finer_bounds": settings.export_finer_bounds,
-            "keyword": settings.export_keyword,
-            "search_tab": settings.export_search_tab,
-            "concurrency": settings.export_concurrency,
-            "max_failures": settings.export_max_failures,
-            "backoff_seconds": settings.export_backoff_seconds,
-            "backoff_max_seconds": settings.export_backoff_max_seconds,
-            "file_timeout_seconds": settings.export_file_timeout_seconds,
-            "submit_lease_seconds": settings.export_submit_lease_seconds,
-            "count_sizing": bool(settings.export_count_path),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    @classmethod
-    def from_json(cls, text: str) -> RunOptions:
-        return cls(**json.loads(text))
-
-    def plan(self) -> PlanOptions:
-        unit = timedelta(seconds=1) if self.finer_bounds else timedelta(days=1)
-        return PlanOptions(
-            cap=self.cap, initial=timedelta(days=self.initial_days), fill=self.fill, min_span=unit
-        )
-
-    def filters(self) -> dict[str, Any]:
-        return {"keyword": self.keyword, "searchTabEnumCode": self.search_tab}
-
-    @property
-    def file_timeout(self) -> timedelta:
-        return timedelta(seconds=self.file_timeout_seconds)
 
 
 # -- runs --------------------------------------------------------------------------------
@@ -97,7 +45,7 @@ def create_run(engine: Engine, start: datetime, end: datetime, options: RunOptio
     if end <= start:
         raise ValueError("the range is empty: the end must be after the start")
     with Session(engine) as session, session.begin():
-        active = session.scalar(select(ExportRun.id).where(ExportRun.status.in_(("running", "paused"))))
+        active = session.scalar(select(ExportRun.id).where(ExportRun.status.in_(ACTIVE)))
         if active is not None:
             raise RunConflict(f"run {active} is still active: `export resume` or `export cancel` it first")
         run = ExportRun(
@@ -118,7 +66,7 @@ def active_run_id(engine: Engine) -> int | None:
     with Session(engine) as session:
         return session.scalar(
             select(ExportRun.id)
-            .where(ExportRun.status.in_(("running", "paused")))
+            .where(ExportRun.status.in_(ACTIVE))
             .order_by(ExportRun.id.desc())
         )
 
@@ -168,6 +116,21 @@ def retry_window(engine: Engine, run_id: int, window_id: int) -> None:
             run.status, run.finished_at, run.pause_reason = "running", None, None
 
 
+def retry_failed(engine: Engine, run_id: int) -> list[int]:
+    """Export every failed window of the run again (the chat command and the card's button)."""
+    with Session(engine) as session:
+        failed = list(
+            session.scalars(
+                select(ExportWindow.id)
+                .where(ExportWindow.run_id == run_id, ExportWindow.state == "failed")
+                .order_by(ExportWindow.start_at, ExportWindow.id)
+            )
+        )
+    for window_id in failed:
+        retry_window(engine, run_id, window_id)
+    return failed
+
+
 # -- planning ----------------------------------------------------------------------------
 
 
@@ -206,73 +169,27 @@ def plan(
                 select(ExportWindow).where(ExportWindow.run_id == run_id, ExportWindow.state.in_(OPEN))
             )
         )
-        for window in windows:
-            if window.state == "awaiting_file" and window.submitted_at + options.file_timeout <= now:
-                _set(window, "planned", now, reason="no completion message in time; exporting again")
-            elif (
-                window.state == "submitted"
-                and window.updated_at + timedelta(seconds=options.submit_lease_seconds) <= now
-            ):
-                _set(window, "planned", now, reason="submission abandoned (worker stopped); exporting again")
+        _free_stuck(windows, options, now)
         in_flight = [w for w in windows if w.state in IN_FLIGHT]
         if any(w.serial for w in in_flight):
             return Step([])
-        ready = sorted(
-            (
-                w
-                for w in windows
-                if w.state == "planned" and (w.next_attempt_at is None or w.next_attempt_at <= now)
-            ),
-            key=lambda w: w.start_at,
-        )
-        serial = [w for w in ready if w.serial]
-        chosen: list[ExportWindow] = []
+        ready = sorted((w for w in windows if _due(w, now)), key=lambda w: w.start_at)
         fresh_wanted = 0
-        if serial:
-            recent = any(
-                w.submitted_at is not None and w.submitted_at + options.file_timeout > now
-                for w in windows
-                if w.id != serial[0].id and w.state != "downloaded"
-            )
-            if not in_flight and not recent:
-                chosen.append(serial[0])
+        if any(w.serial for w in ready):
+            first = next(w for w in ready if w.serial)
+            chosen = _serial_turn(windows, first, bool(in_flight), options, now)
         else:
             slots = options.concurrency - len(in_flight)
-            chosen.extend(ready[: max(0, slots)])
+            chosen = ready[: max(0, slots)]
             slots -= len(chosen)
-            plan_options = options.plan()
             run.count_calls += counted
-            queued = list(sized or [])
             if options.count_sizing and sized is None and slots > 0 and run.cursor_at < run.range_end:
-                fresh_wanted = slots
-                slots = 0
-            while slots > 0:
-                if queued:
-                    fresh: Window | None = queued.pop(0)
-                    if fresh is None or fresh.start != run.cursor_at:
-                        break  # sized from a cursor another step has moved on from
-                elif sized:
-                    break  # only what was sized; the next step sizes more
-                else:
-                    fresh = next_window(run.cursor_at, run.range_end, run.density, plan_options)
-                if fresh is None:
-                    break
-                window = ExportWindow(
-                    run_id=run_id,
-                    start_at=fresh.start,
-                    end_at=fresh.end,
-                    state="planned",
-                    attempts=0,
-                    failures=0,
-                    serial=False,
-                    updated_at=now,
-                )
-                session.add(window)
-                run.cursor_at = fresh.end
-                chosen.append(window)
-                slots -= 1
+                fresh_wanted, slots = slots, 0
+            fresh = _fresh_windows(run, options, sized, slots, now)
+            session.add_all(fresh)
+            chosen += fresh
         for window in chosen:
-            _set(window, "submitted", now)
+            set_state(window, "submitted", now)
         run.updated_at = now
         session.flush()
         ids = [w.id for w in chosen]
@@ -281,7 +198,73 @@ def plan(
         return Step(ids, fresh_wanted, run.cursor_at, run.range_end, run.density, options)
 
 
-def _set(window: ExportWindow, state: str, now: datetime, *, reason: str | None = None) -> None:
+def _due(window: ExportWindow, now: datetime) -> bool:
+    return window.state == "planned" and (window.next_attempt_at is None or window.next_attempt_at <= now)
+
+
+def _free_stuck(windows: list[ExportWindow], options: RunOptions, now: datetime) -> None:
+    """Windows whose completion message never came, or whose submitting job died, go back to planned."""
+    for window in windows:
+        if window.state == "awaiting_file" and window.submitted_at + options.file_timeout <= now:
+            set_state(window, "planned", now, reason="no completion message in time; exporting again")
+        elif (
+            window.state == "submitted"
+            and window.updated_at + timedelta(seconds=options.submit_lease_seconds) <= now
+        ):
+            set_state(window, "planned", now, reason="submission abandoned (worker stopped); exporting again")
+
+
+def _serial_turn(
+    windows: list[ExportWindow], first: ExportWindow, busy: bool, options: RunOptions, now: datetime
+) -> list[ExportWindow]:
+    """A window that must go alone (its file could be mistaken for another's) is submitted only
+    when nothing else is in flight and no other recent submission can still answer."""
+    recent = any(
+        w.submitted_at is not None and w.submitted_at + options.file_timeout > now
+        for w in windows
+        if w.id != first.id and w.state != "downloaded"
+    )
+    return [] if busy or recent else [first]
+
+
+def _fresh_windows(
+    run: ExportRun, options: RunOptions, sized: list[Window] | None, slots: int, now: datetime
+) -> list[ExportWindow]:
+    """New windows from the run's cursor: those sized by counting (if they still start at the
+    cursor), else sized by density; the cursor moves past each."""
+    queued, fresh_windows = list(sized or []), []
+    while slots > 0:
+        if queued:
+            fresh: Window | None = queued.pop(0)
+            if fresh is None or fresh.start != run.cursor_at:
+                break  # sized from a cursor another step has moved on from
+        elif sized:
+            break  # only what was sized; the next step sizes more
+        else:
+            fresh = next_window(run.cursor_at, run.range_end, run.density, options.plan())
+        if fresh is None:
+            break
+        fresh_windows.append(new_window(run.id, fresh, now))
+        run.cursor_at = fresh.end
+        slots -= 1
+    return fresh_windows
+
+
+def new_window(run_id: int, span: Window, now: datetime, *, parent_id: int | None = None) -> ExportWindow:
+    return ExportWindow(
+        run_id=run_id,
+        parent_id=parent_id,
+        start_at=span.start,
+        end_at=span.end,
+        state="planned",
+        attempts=0,
+        failures=0,
+        serial=False,
+        updated_at=now,
+    )
+
+
+def set_state(window: ExportWindow, state: str, now: datetime, *, reason: str | None = None) -> None:
     window.state, window.updated_at = state, now
     if reason is not None:
         window.reason = reason
@@ -297,6 +280,10 @@ def _finish_if_done(session: Session, run: ExportRun, now: datetime) -> None:
     )
     if still_open == 0:
         run.status, run.finished_at, run.updated_at = "done", now, now
+
+
+# -- submissions -------------------------------------------------------------------------
+
 
 
 @dataclass(frozen=True)
@@ -348,12 +335,12 @@ def record_submission(
         if reply.answer is Answer.OK:
             window.attempts += 1
             window.failures, window.submitted_at, window.next_attempt_at = 0, now, None
-            _set(window, "awaiting_file", now, reason=None)
+            set_state(window, "awaiting_file", now, reason=None)
             window.reason = None
             run.calls += 1
             return "submitted"
         if reply.answer is Answer.AUTH:
-            _set(window, "planned", now, reason=f"paused: {reply.detail}")
+            set_state(window, "planned", now, reason=f"paused: {reply.detail}")
             if run.status == "running":
                 run.status, run.pause_reason, run.updated_at = (
                     "paused",
@@ -362,15 +349,17 @@ def record_submission(
                 )
             return "paused"
         if reply.answer is Answer.BAD_REQUEST:
-            _set(window, "failed", now, reason=f"bad request: {reply.detail}")
+            set_state(window, "failed", now, reason=f"bad request: {reply.detail}")
             return "failed"
         window.failures += 1
         if window.failures >= options.max_failures:
-            _set(window, "failed", now, reason=f"gave up after {window.failures} failures: {reply.detail}")
+            reason = f"gave up after {window.failures} failures: {reply.detail}"
+            set_state(window, "failed", now, reason=reason)
             return "failed"
         delay = backoff(window.failures, options.backoff_seconds, options.backoff_max_seconds, rng or random)
         window.next_attempt_at = now + timedelta(seconds=delay)
-        _set(window, "planned", now, reason=f"{reply.answer.value}: {reply.detail}; retry in {delay:.1f}s")
+        reason = f"{reply.answer.value}: {reply.detail}; retry in {delay:.1f}s"
+        set_state(window, "planned", now, reason=reason)
         return "backoff"
 
 
@@ -380,185 +369,9 @@ def backoff(failures: int, base: float, cap: float, rng: random.Random | Any) ->
     return ceiling * (0.5 + 0.5 * rng.random())
 
 
-# -- files -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Placement:
-    file_state: str
-    window_id: int | None = None
-    outcome: Outcome | None = None
-    window: tuple[datetime, datetime] | None = None
-    candidates: tuple[int, ...] = ()
-
-
-def place_file(engine: Engine, file_id: int, now: datetime | None = None) -> Placement:
-    """Decide where a downloaded file belongs and what it means for its window."""
-    now = now or utcnow()
-    with Session(engine) as session, session.begin():
-        record = session.get_one(ExportFile, file_id)
-        if record.state != "downloaded":
-            return Placement(record.state, record.window_id)
-        twin = session.scalar(
-            select(ExportFile.id).where(
-                ExportFile.sha256 == record.sha256, ExportFile.state == "matched", ExportFile.id != record.id
-            )
-        )
-        if twin is not None and record.rows:
-            record.state, record.updated_at = "duplicate", now
-            record.last_error = f"same content as file {twin}"
-            return Placement("duplicate")
-        run_id = session.scalar(
-            select(ExportRun.id)
-            .where(ExportRun.status.in_(("running", "paused")))
-            .order_by(ExportRun.id.desc())
-        )
-        windows = (
-            []
-            if run_id is None
-            else list(
-                session.scalars(
-                    select(ExportWindow).where(
-                        ExportWindow.run_id == run_id,
-                        ExportWindow.state.in_(("planned", "submitted", "awaiting_file")),
-                        ExportWindow.attempts > 0,
-                    )
-                )
-            )
-        )
-        options = RunOptions.from_json(session.get_one(ExportRun, run_id).options) if run_id else RunOptions()
-        found: Match = match_file(
-            record.rows or 0,
-            record.min_created,
-            record.max_created,
-            record.message_at,
-            [OpenWindow(w.id, w.start_at, w.end_at, w.submitted_at) for w in windows],
-            file_timeout=options.file_timeout,
-        )
-        if found.verdict is Verdict.STRAY:
-            record.state, record.updated_at = "stray", now
-            return Placement("stray")
-        if found.verdict is Verdict.AMBIGUOUS:
-            record.state, record.updated_at = "ambiguous", now
-            record.last_error = f"could be the file of windows {list(found.candidates)}"
-            for window in windows:
-                if window.id in found.candidates:
-                    window.serial = True
-                    if window.state in IN_FLIGHT:
-                        _set(window, "planned", now, reason="an empty file could be its; exporting it alone")
-            return Placement("ambiguous", candidates=found.candidates)
-        window = next(w for w in windows if w.id == found.window_id)
-        run = session.get_one(ExportRun, window.run_id)
-        span = Window(window.start_at, window.end_at)
-        outcome, parts = judge(
-            span,
-            record.rows or 0,
-            options.plan(),
-            first_created=record.min_created,
-            last_created=record.max_created,
-        )
-        record.state, record.window_id, record.updated_at = "matched", window.id, now
-        window.rows, window.file_id = record.rows, record.id
-        if outcome is Outcome.ACCEPTED:
-            _set(window, "verified", now, reason=None)
-            run.density = smoothed(run.density, span, record.rows or 0, options.plan())
-        elif outcome is Outcome.SPLIT:
-            _set(window, "split", now, reason=f"{record.rows} rows: at the cap, may be truncated; split")
-            for part in parts:
-                session.add(
-                    ExportWindow(
-                        run_id=run.id,
-                        parent_id=window.id,
-                        start_at=part.start,
-                        end_at=part.end,
-                        state="planned",
-                        attempts=0,
-                        failures=0,
-                        serial=False,
-                        updated_at=now,
-                    )
-                )
-        else:
-            _set(
-                window,
-                "unexportable",
-                now,
-                reason=f"{record.rows} rows in the smallest window the endpoint takes; not exported in full",
-            )
-        run.updated_at = now
-        return Placement("matched", window.id, outcome, (window.start_at, window.end_at))
-
-
-# -- status ------------------------------------------------------------------------------
-
-
-def progress(engine: Engine, run_id: int) -> dict[str, Any]:
-    """Figures for `export status` and the progress bar (plain JSON types)."""
+def retry_delay(engine: Engine, window_id: int) -> float:
+    """Seconds until a backed-off window may be submitted again (plan it then)."""
     with Session(engine) as session:
-        run = session.get_one(ExportRun, run_id)
-        windows = list(
-            session.scalars(
-                select(ExportWindow)
-                .where(ExportWindow.run_id == run_id)
-                .order_by(ExportWindow.start_at, ExportWindow.id)
-            )
-        )
-    by_state: dict[str, int] = {}
-    for window in windows:
-        by_state[window.state] = by_state.get(window.state, 0) + 1
-    total_span = (run.range_end - run.range_start).total_seconds()
-    covered = sum(
-        (w.end_at - w.start_at).total_seconds() for w in windows if w.state in ("verified", "unexportable")
-    )
-    fraction = min(1.0, covered / total_span) if total_span else 1.0
-    elapsed = ((run.finished_at or utcnow()) - run.created_at).total_seconds()
-    eta = None if fraction <= 0 or run.status != "running" else elapsed * (1 - fraction) / fraction
-    return {
-        "run": run.id,
-        "status": run.status,
-        "pause_reason": run.pause_reason,
-        "range": [run.range_start.isoformat(sep=" "), run.range_end.isoformat(sep=" ")],
-        "cursor": run.cursor_at.isoformat(sep=" "),
-        "calls": run.calls,
-        "count_calls": run.count_calls,
-        "records": sum(w.rows or 0 for w in windows if w.state == "verified"),
-        "windows": by_state,
-        "windows_done": sum(by_state.get(s, 0) for s in ("verified", "unexportable", "failed")),
-        "fraction": round(fraction, 4),
-        "eta_seconds": None if eta is None else round(eta),
-        "elapsed_seconds": round(elapsed),
-        "problems": [
-            {
-                "window": w.id,
-                "start": w.start_at.isoformat(sep=" "),
-                "end": w.end_at.isoformat(sep=" "),
-                "state": w.state,
-                "reason": w.reason,
-            }
-            for w in windows
-            if w.state in ("failed", "unexportable")
-        ],
-    }
-
-
-def window_list(engine: Engine, run_id: int) -> list[dict[str, Any]]:
-    with Session(engine) as session:
-        rows = session.execute(
-            select(ExportWindow, ExportFile.path)
-            .outerjoin(ExportFile, ExportFile.id == ExportWindow.file_id)
-            .where(ExportWindow.run_id == run_id)
-            .order_by(ExportWindow.start_at, ExportWindow.id)
-        ).all()
-    return [
-        {
-            "id": w.id,
-            "start": w.start_at.isoformat(sep=" "),
-            "end": w.end_at.isoformat(sep=" "),
-            "state": w.state,
-            "attempts": w.attempts,
-            "rows": w.rows,
-            "file": path,
-            "reason": w.reason,
-        }
-        for w, path in rows
-    ]
+        window = session.get(ExportWindow, window_id)
+        at = window.next_attempt_at if window else None
+    return max(0.1, (at - utcnow()).total_seconds() + 0.05) if at else 1.0

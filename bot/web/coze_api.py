@@ -6,20 +6,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from pydantic import ValidationError
 
-from bot.coze import manual, outbox, templates
+from bot.coze import manual, outbox, schedule, templates
 from bot.coze.spec import Problem, SpecError, TemplateCreate, TemplateFields
 from bot.models import CozeManualSync
-from bot.queue import QueueName
 from bot.services import Services
+from bot.web import app_services
 
 bp = Blueprint("coze_templates", __name__, url_prefix="/coze-sync-templates")
-
-
-def _services() -> Services:
-    return current_app.extensions["feishu_bridge"]
 
 
 def _fail(status: int, message: str, errors: list[dict] | None = None):
@@ -65,17 +61,15 @@ def _not_found(exc: templates.TemplateNotFound):
 
 @bp.post("/", strict_slashes=False)
 def create_template():
-    services = _services()
+    services = app_services()
     template = templates.create(services, TemplateCreate.model_validate(_body()))
-    from jobs.coze import wake_dispatcher
-
-    wake_dispatcher(services)
+    schedule.wake_dispatcher(services)
     return jsonify(success=True, message="同步模板创建成功", config=templates.public(services, template)), 201
 
 
 @bp.get("/", strict_slashes=False)
 def list_templates():
-    services = _services()
+    services = app_services()
     with services.sessions() as session:
         return jsonify([templates.public(services, t) for t in templates.list_all(session)])
 
@@ -88,12 +82,12 @@ def preview():
     selected = [
         f.strip() for value in request.args.getlist("selected_fields") for f in value.split(",") if f.strip()
     ]
-    return jsonify(templates.preview(_services(), table_name, selected))
+    return jsonify(templates.preview(app_services(), table_name, selected))
 
 
 @bp.get("/<template_uuid>")
 def show_template(template_uuid: str):
-    services = _services()
+    services = app_services()
     with services.sessions() as session:
         template = templates.get(session, template_uuid)
         config = templates.public(services, template, session)
@@ -105,14 +99,14 @@ def update_template(template_uuid: str):
     body = _body()
     # The seed documents the body as `updates`; a bare object of fields is accepted too.
     changes = body["updates"] if isinstance(body.get("updates"), dict) and len(body) == 1 else body
-    services = _services()
+    services = app_services()
     template = templates.update(services, template_uuid, TemplateFields.model_validate(changes))
     return jsonify(success=True, message="同步模板更新成功", config=templates.public(services, template))
 
 
 @bp.delete("/<template_uuid>")
 def delete_template(template_uuid: str):
-    templates.delete(_services(), template_uuid)
+    templates.delete(app_services(), template_uuid)
     return jsonify(success=True, message="同步模板已删除")
 
 
@@ -120,7 +114,7 @@ def delete_template(template_uuid: str):
 def manual_sync(template_uuid: str):
     """Queue the job; wait up to COZE_MANUAL_SYNC_WAIT_SECONDS (or `?wait=` seconds) for the
     result, then answer with the seed's counts — or 202 with progress so far."""
-    services = _services()
+    services = app_services()
     body = request.get_json(force=True, silent=True) if request.data else {}
     if not isinstance(body, dict):
         raise _BadBody("the request body must be a JSON object")
@@ -128,18 +122,14 @@ def manual_sync(template_uuid: str):
         wait = float(request.args.get("wait", services.settings.coze_manual_wait_seconds))
     except ValueError:
         raise _BadBody("wait must be a number of seconds") from None
-    sync = manual.create(services, template_uuid, body.get("batch_size", 100), body.get("filters"))
-    from jobs.coze import coze_manual_sync
-
-    services.queues[QueueName.COZE].enqueue(
-        coze_manual_sync, sync.id, job_timeout=3600, job_id=f"coze-manual-sync-{sync.id}"
-    )
+    batch_size, filters = body.get("batch_size", 100), body.get("filters")
+    sync = schedule.start_manual_sync(services, template_uuid, batch_size, filters)
     return _sync_answer(services, template_uuid, sync.id, wait)
 
 
 @bp.get("/<template_uuid>/manual-sync/<int:sync_id>")
 def manual_sync_status(template_uuid: str, sync_id: int):
-    return _sync_answer(_services(), template_uuid, sync_id, 0.0)
+    return _sync_answer(app_services(), template_uuid, sync_id, 0.0)
 
 
 def _sync_answer(services: Services, template_uuid: str, sync_id: int, wait: float):
@@ -155,17 +145,9 @@ def _sync_answer(services: Services, template_uuid: str, sync_id: int, wait: flo
             break
         time.sleep(0.25)
     done = state["status"] == "done"
-    if state["status"] == "failed":
-        message = f"同步失败：{state['error']}"
-    elif done:
-        message = f"同步完成，成功同步 {state['records_synced']} 条记录"
-        if state["records_failed"]:
-            message += f"，{state['records_failed']} 条失败（见死信队列）"
-    else:
-        message = f"同步进行中：已同步 {state['records_synced']} / {state['total_records']} 条记录"
     body = {
         "success": state["status"] != "failed",
-        "message": message,
+        "message": manual.progress_message(state),
         "sync_id": sync_id,
         "status": state["status"],
         "records_synced": state["records_synced"],
@@ -178,11 +160,9 @@ def _sync_answer(services: Services, template_uuid: str, sync_id: int, wait: flo
 
 @bp.post("/<template_uuid>/redrive")
 def redrive(template_uuid: str):
-    services = _services()
+    services = app_services()
     with services.sessions() as session:
         template = templates.get(session, template_uuid)
     count = outbox.redrive(services.engine, template.id)
-    from jobs.coze import wake_dispatcher
-
-    wake_dispatcher(services)
+    schedule.wake_dispatcher(services)
     return jsonify(success=True, message=f"已重新投递 {count} 条死信", redriven=count)

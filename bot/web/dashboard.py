@@ -11,7 +11,6 @@ from functools import wraps
 from flask import (
     Blueprint,
     Flask,
-    current_app,
     redirect,
     render_template,
     request,
@@ -19,18 +18,14 @@ from flask import (
     url_for,
 )
 
-from bot.services import Services
+from bot.web import app_services
 
 bp = Blueprint("dashboard", __name__, template_folder="templates")
 REFRESH_MS = 2000
 
 
-def _services() -> Services:
-    return current_app.extensions["feishu_bridge"]
-
-
 def _admin_token() -> str:
-    return _services().settings.admin_token.get_secret_value()
+    return app_services().settings.admin_token.get_secret_value()
 
 
 def session_key(admin_token: str) -> bytes:
@@ -95,7 +90,7 @@ def panels():
 def _panels_context() -> dict:
     from bot.overview import overview
 
-    services = _services()
+    services = app_services()
     return {"o": overview(services, detail=True)}
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 import logging
 
-from flask import Blueprint, current_app, redirect, request
+from flask import Blueprint, redirect, request
 
 from bot.feishu import FeishuAPIError
-from bot.login import LoginError, complete_login, start_login
-from bot.services import Services
+from bot.tokens.login import LoginError, complete_login, start_login
+from bot.web import app_services
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,13 @@ def _page(title: str, body: str, status: int):
 
 @bp.get("/oauth/login")
 def login():
-    services: Services = current_app.extensions["feishu_bridge"]
+    services = app_services()
     return redirect(start_login(services), code=302)
 
 
 @bp.get("/oauth/callback")
 def callback():
-    services: Services = current_app.extensions["feishu_bridge"]
+    services = app_services()
     if request.args.get("error"):
         return _page("授权未完成", f"Feishu reported: {request.args['error']}", 400)
     try:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from bot.metrics import render
-from bot.services import Services
+from bot.web import app_services
 
 bp = Blueprint("ops", __name__)
 
 
 @bp.get("/healthz")
 def healthz():
-    services: Services = current_app.extensions["feishu_bridge"]
+    services = app_services()
     checks: dict[str, str] = {}
     try:
         with services.engine.connect() as conn:
@@ -33,5 +33,5 @@ def healthz():
 
 @bp.get("/metrics")
 def metrics():
-    services: Services = current_app.extensions["feishu_bridge"]
+    services = app_services()
     return Response(render(lambda: services.queues), mimetype=CONTENT_TYPE_LATEST)

@@ -2,28 +2,32 @@
 
 lark-oapi's dispatcher does the Feishu-specific work (challenge, decryption, token and
 signature checks). Its refusals all come back as HTTP 500, which would make Feishu
-re-deliver junk forever, so a refusal is re-examined by `bot.intake.examine` and answered
+re-deliver junk forever, so a refusal is re-examined by `bot.intake.parse.examine` and answered
 with the right 4xx; authentic events of types we have no handler for are recorded and 200.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import lark_oapi as lark
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, Flask, current_app, g, jsonify, request
 from lark_oapi.adapter.flask import parse_req, parse_resp
 
-from bot.intake import ParsedEvent, Reason, Refusal, ShapeError, event_from_sdk, examine
+from bot.intake.parse import ParsedEvent, Reason, Refusal, ShapeError, event_from_sdk, examine
+from bot.intake.recorder import Recorder, StorageUnavailable
+from bot.intake.routes import HANDLED_TYPES
 from bot.metrics import EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REJECTED, EVENTS_UNAVAILABLE
-from bot.recorder import Recorder, StorageUnavailable
 from bot.services import Services
+from bot.web import app_services
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("webhook", __name__)
 
+INTAKE = "feishu_bridge.intake"
 MAX_BODY_BYTES = 1 << 20  # Feishu events are a few KiB; anything this big is not one
 
 # The hot path's answers, serialised once.
@@ -32,6 +36,24 @@ _SUCCESS = ('{"code":0,"msg":"success"}', 200, _JSON)
 _DUPLICATE = ('{"code":0,"msg":"duplicate"}', 200, _JSON)
 # A card callback's answer is shown to the clicker; the work itself runs in a worker.
 _CARD_TOAST = ('{"toast":{"type":"info","content":"已收到，正在处理…"}}', 200, _JSON)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The webhook's per-process parts: the SDK dispatcher and the group-commit recorder."""
+
+    dispatcher: lark.EventDispatcherHandler
+    recorder: Recorder
+    handled_types: frozenset[str]
+
+
+def install(app: Flask, services: Services) -> None:
+    app.extensions[INTAKE] = Intake(build_dispatcher(services, sorted(HANDLED_TYPES)), Recorder(services),
+                                    HANDLED_TYPES)
+
+
+def _intake() -> Intake:
+    return current_app.extensions[INTAKE]
 
 
 def build_dispatcher(services: Services, handled_types: list[str]) -> lark.EventDispatcherHandler:
@@ -58,9 +80,8 @@ def _refuse(refusal: Refusal):
 
 
 def _accept(event: ParsedEvent, *, handled: bool):
-    recorder: Recorder = current_app.extensions["feishu_bridge.recorder"]
     try:
-        outcome = recorder.record(event, handled=handled)
+        outcome = _intake().recorder.record(event, handled=handled)
     except (StorageUnavailable, TimeoutError) as exc:
         EVENTS_UNAVAILABLE.inc()
         log.error("cannot record event receipt", extra={"event_id": event.event_id, "error": str(exc)})
@@ -75,15 +96,13 @@ def _accept(event: ParsedEvent, *, handled: bool):
 
 @bp.post("/webhook/event")
 def receive_event():
-    services: Services = current_app.extensions["feishu_bridge"]
-    dispatcher: lark.EventDispatcherHandler = current_app.extensions["feishu_bridge.dispatcher"]
-    handled_types: frozenset[str] = current_app.extensions["feishu_bridge.handled_types"]
+    services, intake = app_services(), _intake()
 
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _refuse(Refusal(Reason.REJECTED, "request body too large"))
     body = request.get_data(cache=True)
     g.feishu_event = None
-    answer = dispatcher.do(parse_req())
+    answer = intake.dispatcher.do(parse_req())
 
     if answer.status_code == 200:
         data = g.pop("feishu_event", None)
@@ -104,7 +123,7 @@ def receive_event():
     )
     if isinstance(verdict, Refusal):
         return _refuse(verdict)
-    if verdict.event_type in handled_types:
+    if verdict.event_type in intake.handled_types:
         # Authentic and of a handled type, yet the SDK refused it: do not guess, refuse.
         return _refuse(Refusal(Reason.REJECTED, "event refused by the SDK dispatcher"))
     return _accept(verdict, handled=False)

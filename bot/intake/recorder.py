@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import receipts
-from bot.intake import ParsedEvent
-from bot.queue import MAX_EVENTS_PER_JOB, QueueName, enqueue_events, new_event_job_id
+from bot.intake import receipts
+from bot.intake.parse import ParsedEvent
+from bot.intake.schedule import MAX_EVENTS_PER_JOB, enqueue_events, new_event_job_id
+from bot.queue import QueueName
 from bot.services import Services
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console(stderr=True)
+from bot.cli.common import console, open_services
+
 OPERATIONS = ("insert", "update", "delete")
-
-
-def _services(ctx: click.Context):
-    from bot.cli import _services as open_services
-
-    return open_services(ctx)
 
 
 def _fail(message: str) -> None:
@@ -117,7 +112,7 @@ def list_templates(ctx: click.Context, as_json: bool) -> None:
     """List templates (keys masked)."""
     from bot.coze import templates
 
-    with _services(ctx) as services, services.sessions() as session:
+    with open_services(ctx) as services, services.sessions() as session:
         rows = [templates.public(services, t) for t in templates.list_all(session)]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -146,7 +141,7 @@ def show(ctx: click.Context, template_uuid: str) -> None:
     from bot.coze import outbox, templates
 
     def action():
-        with _services(ctx) as services, services.sessions() as session:
+        with open_services(ctx) as services, services.sessions() as session:
             template = templates.get(session, template_uuid)
             config = templates.public(services, template, session)
             return {"config": config, "outbox": outbox.counts(services.engine, template.id)}
@@ -165,7 +160,7 @@ def create(ctx, title, table, workflow, api_url, api_key_stdin, fields, on, mapp
     values = _spec_values(title, table, workflow, api_url, api_key_stdin, fields, on, mapping)
 
     def action():
-        with _services(ctx) as services:
+        with open_services(ctx) as services:
             template = templates.create(services, TemplateCreate.model_validate(values))
             return templates.public(services, template)
 
@@ -193,7 +188,7 @@ def update(
         values["enabled"] = enabled
 
     def action():
-        with _services(ctx) as services:
+        with open_services(ctx) as services:
             return templates.public(
                 services, templates.update(services, template_uuid, TemplateFields.model_validate(values))
             )
@@ -214,7 +209,7 @@ def delete(ctx, template_uuid: str, yes: bool) -> None:
         click.confirm(f"Delete template {template_uuid} and its undelivered changes?", abort=True)
 
     def action():
-        with _services(ctx) as services:
+        with open_services(ctx) as services:
             templates.delete(services, template_uuid)
 
     _guarded(action)
@@ -233,7 +228,7 @@ def preview(ctx, table_name: str, fields: str | None, as_json: bool) -> None:
     selected = [f.strip() for f in fields.split(",")] if fields else None
 
     def action():
-        with _services(ctx) as services:
+        with open_services(ctx) as services:
             return templates.preview(services, table_name, selected)
 
     result = _guarded(action)
@@ -265,9 +260,8 @@ def preview(ctx, table_name: str, fields: str | None, as_json: bool) -> None:
 @click.pass_context
 def sync(ctx, template_uuid, batch_size, filter_items, where_json, inline, wait, as_json) -> None:
     """Send every matching row of the template's table to Coze, through the outbox."""
-    from bot.coze import manual
-    from bot.queue import QueueName
-    from jobs.coze import coze_manual_sync, drain
+    from bot.coze import manual, schedule
+    from bot.coze.dispatch import drain
 
     filters: Any = None
     if where_json:
@@ -286,13 +280,13 @@ def sync(ctx, template_uuid, batch_size, filter_items, where_json, inline, wait,
             except ValueError:
                 filters[column] = raw
 
-    with _services(ctx) as services:
-        sync_row = _guarded(lambda: manual.create(services, template_uuid, batch_size, filters))
+    with open_services(ctx) as services:
         if inline:
+            sync_row = _guarded(lambda: manual.create(services, template_uuid, batch_size, filters))
             manual.queue_rows(services, sync_row.id)
         else:
-            services.queues[QueueName.COZE].enqueue(
-                coze_manual_sync, sync_row.id, job_timeout=3600, job_id=f"coze-manual-sync-{sync_row.id}"
+            sync_row = _guarded(
+                lambda: schedule.start_manual_sync(services, template_uuid, batch_size, filters)
             )
         state = manual.progress(services, sync_row.id)
         if wait:
@@ -335,7 +329,7 @@ def status(ctx, as_json: bool) -> None:
     from bot.coze import outbox, templates
     from bot.models import CozeDelivery
 
-    with _services(ctx) as services, services.sessions() as session:
+    with open_services(ctx) as services, services.sessions() as session:
         rows = []
         for t in templates.list_all(session):
             rows.append(
@@ -387,9 +381,9 @@ def status(ctx, as_json: bool) -> None:
 def redrive(ctx, template_uuid: str | None) -> None:
     """Send dead-lettered changes again (all templates, or one)."""
     from bot.coze import outbox, templates
-    from jobs.coze import wake_dispatcher
+    from bot.coze.schedule import wake_dispatcher
 
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         template_id = None
         if template_uuid:
             with services.sessions() as session:
@@ -404,8 +398,8 @@ def redrive(ctx, template_uuid: str | None) -> None:
 @click.pass_context
 def dispatch(ctx, seconds: float) -> None:
     """Deliver due outbox rows from this process (workers do this on their own)."""
-    from jobs.coze import drain
+    from bot.coze.dispatch import drain
 
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         totals = drain(services, budget=seconds)
     click.echo(json.dumps(totals))

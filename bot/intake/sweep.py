@@ -1,24 +1,21 @@
-"""Periodic housekeeping, scheduled by `feishu-bridge cron` through RQ's cron scheduler."""
+"""The sweeper: receipts recorded but never queued (Redis was down at intake), whose job was
+lost, or whose worker died mid-job go back on the queue — unless the job carrying them lives."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from bot import receipts
-from bot.queue import MAX_EVENTS_PER_JOB, QueueName, enqueue_events, job_is_live, new_event_job_id
-from bot.services import current
-from jobs.timing import instrumented
+from bot.intake import receipts
+from bot.intake.schedule import MAX_EVENTS_PER_JOB, enqueue_events, new_event_job_id
+from bot.queue import QueueName, job_is_live
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 
 
-@instrumented("sweep_receipts")
-def sweep_receipts(grace_seconds: int = 30) -> int:
-    """Re-enqueue receipts that were recorded but never queued (Redis was down at intake), whose
-    job was lost, or whose worker died mid-job (claim older than the lease) — unless the job that
-    carries them is still alive. Returns how many receipts were re-enqueued."""
-    services = current()
+def sweep_receipts(services: Services, grace_seconds: int = 30) -> int:
+    """Re-enqueue abandoned receipts; returns how many."""
     settings = services.settings
     stuck = receipts.abandoned(
         services.engine,

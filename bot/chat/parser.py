@@ -1,7 +1,7 @@
 """Chat commands: from a message's text to a typed command, or a usage error to reply with.
 
 Pure (no I/O), so every wording — English and Chinese aliases, bad dates, missing arguments —
-is unit-tested directly. Executing a command is handlers/chat.py's job.
+is unit-tested directly. Running a command is bot/chat/commands.py's job.
 """
 
 from __future__ import annotations

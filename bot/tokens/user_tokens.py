@@ -29,7 +29,7 @@ from bot.config import Settings
 from bot.masking import register_secrets
 from bot.metrics import TOKEN_REFRESHES
 from bot.models import OAuthToken, TokenRefresh, utcnow
-from bot.oauth import (
+from bot.tokens.oauth import (
     ErrorClass,
     OAuthError,
     TokenPair,
@@ -38,7 +38,7 @@ from bot.oauth import (
     refresh_grant_body,
     seconds_left,
 )
-from bot.secretbox import SecretBox
+from bot.tokens.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""gunicorn settings for the web process (`gunicorn -c python:bot.gunicorn_conf 'bot.app:create_app()'`).
+"""gunicorn settings for the web process (see `web.py` beside it for the command line).
 
 Sizes and port come from the settings object (PORT, WEB_WORKERS, WEB_THREADS — what Heroku-style
 platforms set). Binds 0.0.0.0 unless HOST says otherwise: on a platform the router must reach it;

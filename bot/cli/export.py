@@ -15,15 +15,17 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as ProgressBar
 from rich.table import Table
 
-console = Console(stderr=True)
-
-
-def _services(ctx: click.Context):
-    from bot.cli import _services as open_services
-
-    return open_services(ctx)
+from bot.cli.common import console, open_services, settings_of
+from bot.export import auth as store
+from bot.export import runner
+from bot.export.auth import NoExportAuth, load
+from bot.export.options import RunOptions
+from bot.export.progress import Progress, progress, window_list
+from bot.export.schedule import schedule_plan
 
 
 def _parse_day(value: str | None, option: str) -> date | None:
@@ -60,10 +62,9 @@ def export() -> None:
 @click.pass_context
 def export_auth(ctx: click.Context, curl_file, probe: bool, as_json: bool) -> None:
     """Store the export endpoint's session (from a curl), or show the stored one, masked."""
-    from bot.export import auth as store
     from bot.export.curl import CurlError, parse_curl, problems
 
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         if curl_file is not None:
             try:
                 parsed = parse_curl(curl_file.read())
@@ -122,20 +123,17 @@ def export_run(
     ctx: click.Context, start: str | None, end: str | None, as_json: bool, wait: bool, **overrides
 ) -> None:
     """Start a run: windows are planned, exported, caught, downloaded and checked by the workers."""
-    from bot.export import runner
-    from bot.export.auth import NoExportAuth, load
-
-    settings = ctx.obj["settings"]
+    settings = settings_of(ctx)
     first = _parse_day(start, "--from") or date.fromisoformat(settings.export_range_start)
     last = _parse_day(end, "--to") or date.today()
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         try:
             load(services.engine, services.secret_box)
         except NoExportAuth as exc:
             raise click.ClickException(str(exc)) from None
-        options = runner.RunOptions.from_settings(settings, **overrides)
+        options = RunOptions.from_settings(settings, **overrides)
         try:
             run_id = runner.create_run(
                 services.engine,
@@ -152,13 +150,11 @@ def export_run(
         if wait:
             _watch(services, run_id, as_json)
         elif as_json:
-            click.echo(json.dumps(runner.progress(services.engine, run_id), ensure_ascii=False, indent=2))
+            click.echo(json.dumps(progress(services.engine, run_id).as_json(), ensure_ascii=False, indent=2))
 
 
 def _kick(services, run_id: int) -> None:
     from rq import Worker
-
-    from jobs.export import schedule_plan
 
     if not Worker.all(connection=services.redis):
         console.print(
@@ -169,10 +165,6 @@ def _kick(services, run_id: int) -> None:
 
 
 def _watch(services, run_id: int, as_json: bool, poll: float = 0.5) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from bot.export import runner
-
     columns = [
         TextColumn("[bold]export[/bold]"),
         BarColumn(),
@@ -182,57 +174,54 @@ def _watch(services, run_id: int, as_json: bool, poll: float = 0.5) -> None:
         ),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=console, disable=as_json) as bar:
+    with ProgressBar(*columns, console=console, disable=as_json) as bar:
         task = bar.add_task("export", total=1000, windows="0", records=0, calls=0)
         while True:
-            status = runner.progress(services.engine, run_id)
-            total = sum(status["windows"].values())
+            status = progress(services.engine, run_id)
             bar.update(
                 task,
-                completed=status["fraction"] * 1000,
-                records=status["records"],
-                calls=status["calls"],
-                windows=f"{status['windows_done']}/{total}",
+                completed=status.fraction * 1000,
+                records=status.records,
+                calls=status.calls,
+                windows=f"{status.windows_done}/{status.total_windows}",
             )
-            if status["status"] != "running":
+            if status.status != "running":
                 break
             time.sleep(poll)
     _print_status(status, as_json)
-    if status["status"] == "paused":
+    if status.status == "paused":
         sys.exit(3)
 
 
-def _print_status(status: dict, as_json: bool) -> None:
+def _print_status(status: Progress, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(status, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(status.as_json(), ensure_ascii=False, indent=2))
         return
     out = Console()
     out.print(
-        f"run {status['run']}: [bold]{status['status']}[/bold]  {status['range'][0][:10]} .. "
-        f"{status['range'][1][:10]} (end exclusive)"
+        f"run {status.run}: [bold]{status.status}[/bold]  {status.range[0][:10]} .. "
+        f"{status.range[1][:10]} (end exclusive)"
     )
-    if status["pause_reason"]:
+    if status.pause_reason:
         out.print(
-            f"  paused: {status['pause_reason']}  → new curl: `export auth --from-curl FILE`, then "
+            f"  paused: {status.pause_reason}  → new curl: `export auth --from-curl FILE`, then "
             "`export resume`"
         )
     out.print(
-        f"  {status['records']} records in {status['windows'].get('verified', 0)} verified windows · "
-        f"{status['calls']} export calls · {round(status['fraction'] * 100, 1)}% of the range"
+        f"  {status.records} records in {status.windows.get('verified', 0)} verified windows · "
+        f"{status.calls} export calls · {round(status.fraction * 100, 1)}% of the range"
     )
-    out.print("  windows: " + ", ".join(f"{k}={v}" for k, v in sorted(status["windows"].items())))
-    if status["eta_seconds"] is not None:
-        out.print(f"  ETA: {timedelta(seconds=status['eta_seconds'])}")
-    for problem in status["problems"]:
+    out.print("  windows: " + ", ".join(f"{k}={v}" for k, v in sorted(status.windows.items())))
+    if status.eta_seconds is not None:
+        out.print(f"  ETA: {timedelta(seconds=status.eta_seconds)}")
+    for problem in status.problems:
         out.print(
-            f"  [red]window {problem['window']}[/red] {problem['start']} .. {problem['end']}: "
-            f"{problem['state']} — {problem['reason']}  (retry: `export retry {problem['window']}`)"
+            f"  [red]window {problem.window}[/red] {problem.start} .. {problem.end}: "
+            f"{problem.state} — {problem.reason}  (retry: `export retry {problem.window}`)"
         )
 
 
 def _run_id(services, run: int | None) -> int:
-    from bot.export import runner
-
     found = run or runner.active_run_id(services.engine) or runner.latest_run_id(services.engine)
     if found is None:
         raise click.ClickException("no export run yet: start one with `feishu-bridge export run`")
@@ -246,16 +235,14 @@ def _run_id(services, run: int | None) -> int:
 @click.pass_context
 def export_status(ctx: click.Context, run: int | None, show_windows: bool, as_json: bool) -> None:
     """Where the run stands: windows by state, records, calls, ETA, problems."""
-    from bot.export import runner
-
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         run_id = _run_id(services, run)
-        status = runner.progress(services.engine, run_id)
-        windows = runner.window_list(services.engine, run_id) if show_windows else None
+        status = progress(services.engine, run_id)
+        windows = window_list(services.engine, run_id) if show_windows else None
     if as_json:
         click.echo(
             json.dumps(
-                {**status, **({"window_list": windows} if windows is not None else {})},
+                {**status.as_json(), **({"window_list": windows} if windows is not None else {})},
                 ensure_ascii=False,
                 indent=2,
             )
@@ -283,10 +270,7 @@ def export_status(ctx: click.Context, run: int | None, show_windows: bool, as_js
 @click.pass_context
 def export_resume(ctx: click.Context, wait: bool, as_json: bool) -> None:
     """Continue the active run (after a pause for auth, or a crash): nothing is redone twice."""
-    from bot.export import auth as store
-    from bot.export import runner
-
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         run_id = runner.active_run_id(services.engine)
         if run_id is None:
             raise click.ClickException("no active run to resume (see `export status`)")
@@ -311,9 +295,7 @@ def export_resume(ctx: click.Context, wait: bool, as_json: bool) -> None:
 @click.pass_context
 def export_retry(ctx: click.Context, window: int) -> None:
     """Export WINDOW (an id from `export status --windows`) again."""
-    from bot.export import runner
-
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         run_id = _run_id(services, None)
         try:
             runner.retry_window(services.engine, run_id, window)
@@ -327,9 +309,7 @@ def export_retry(ctx: click.Context, window: int) -> None:
 @click.pass_context
 def export_cancel(ctx: click.Context) -> None:
     """Stop the active run (its files and state stay; `export run` can start a new one)."""
-    from bot.export import runner
-
-    with _services(ctx) as services:
+    with open_services(ctx) as services:
         run_id = runner.active_run_id(services.engine)
         if run_id is None:
             raise click.ClickException("no active run")
@@ -360,8 +340,8 @@ def export_merge(ctx: click.Context, run: int | None, out_dir: Path | None, spot
     """Merge the run's files: workbook (+ validation sheet), CSV, the contract_cooperation_records table."""
     from bot.export.merge import build_outputs
 
-    settings = ctx.obj["settings"]
-    with _services(ctx) as services:
+    settings = settings_of(ctx)
+    with open_services(ctx) as services:
         run_id = _run_id(services, run)
         started = time.perf_counter()
         outputs = build_outputs(
@@ -394,8 +374,8 @@ def export_verify(ctx: click.Context, run: int | None, as_json: bool) -> None:
     """Check the merged table against the run's files (ids and values) and the validation report."""
     from bot.export.verify import verify_run
 
-    settings = ctx.obj["settings"]
-    with _services(ctx) as services:
+    settings = settings_of(ctx)
+    with open_services(ctx) as services:
         result = verify_run(
             services.engine,
             _run_id(services, run),
@@ -435,7 +415,7 @@ def export_login(ctx: click.Context, headless: bool, timeout: float) -> None:
     """Log the download browser into the web messenger once (scan the QR code with Feishu mobile)."""
     from bot.export.messenger import login
 
-    settings = ctx.obj["settings"]
+    settings = settings_of(ctx)
     console.print(f"opening {settings.export_messenger_url} — scan the QR code with the Feishu app")
     if not login(settings, headless=headless, timeout=timeout):
         raise click.ClickException("not logged in before the timeout")

@@ -12,7 +12,7 @@ from typing import NamedTuple
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.intake import ParsedEvent
+from bot.intake.parse import ParsedEvent
 from bot.models import EventReceipt, UTCDateTime, utcnow
 
 

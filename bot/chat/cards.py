@@ -1,12 +1,19 @@
 """Interactive cards for long-running chat commands (pure: state in, card JSON out).
 
 Feishu card JSON 1.0 (`config`, `header`, `elements`); the same card is re-sent with message
-patch as the job progresses, so it is built entirely from the job's current state.
+patch as the job progresses, so it is built entirely from the job's current state
+(bot/chat/live.py reads that state and patches the message).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from typing import Any
+
+from bot.chat.texts import export_lines
+from bot.export.progress import Progress
 
 
 def _bar(percent: float, width: int = 20) -> str:
@@ -75,3 +82,42 @@ def eta_text(seconds: float | None) -> str:
     if seconds < 3600:
         return f"预计剩余：{seconds // 60} 分 {seconds % 60} 秒"
     return f"预计剩余：{seconds // 3600} 小时 {seconds % 3600 // 60} 分"
+
+
+@dataclass(frozen=True)
+class Card:
+    content: dict[str, Any]
+    final: bool  # the work is over: this is the card's last version
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(
+            json.dumps(self.content, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
+
+
+def export_card(progress: Progress) -> Card:
+    """An export run's card: percent bar, counts, ETA; a retry button once windows failed."""
+    done = progress.finished
+    failed = progress.status == "cancelled" or bool(done and progress.problems)
+    lines = export_lines(progress)
+    if not done:
+        lines.append(eta_text(progress.eta_seconds))
+    buttons = None
+    if progress.failed_windows:
+        retry = {"action": "export_retry", "run": progress.run}
+        buttons = [{"text": "重试失败的窗口", "type": "primary", "value": retry}]
+    title = f"合同协同记录导出 #{progress.run}"
+    content = progress_card(title, progress.fraction * 100, lines, done=done, failed=failed, buttons=buttons)
+    return Card(content, done)
+
+
+def coze_sync_card(sync_id: int, state: dict[str, Any], message: str) -> Card:
+    """A Coze manual sync's card, from `bot.coze.manual.progress` and its one-line message."""
+    total = state["total_records"]
+    finished = state["records_synced"] + state["records_failed"]
+    done = state["status"] in ("done", "failed")
+    percent = 100.0 if done else (100.0 * finished / total if total else 0.0)
+    failed = state["status"] == "failed" or bool(state["records_failed"])
+    content = progress_card(f"Coze 手动同步 #{sync_id}", percent, [message], done=done, failed=failed)
+    return Card(content, done)

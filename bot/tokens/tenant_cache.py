@@ -15,7 +15,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from bot.masking import register_secrets
-from bot.secretbox import SecretBox, SecretBoxError
+from bot.tokens.secretbox import SecretBox, SecretBoxError
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 
 from bot.models import utcnow
-from bot.oauth import OAuthError, authorize_url, code_grant_body, parse_token_response
 from bot.services import Services
-from bot.user_tokens import UserInfo
+from bot.tokens.oauth import OAuthError, authorize_url, code_grant_body, parse_token_response
+from bot.tokens.user_tokens import UserInfo
 
 STATE_TTL_SECONDS = 600
 

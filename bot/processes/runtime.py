@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
-from bot.redis_server import EmbeddedRedis
+from bot.processes.redis_server import EmbeddedRedis
 
 
 @dataclass

@@ -1,0 +1,68 @@
+"""Buttons on the bot's cards (`card.action.trigger`): retry an export's failed windows, force a
+cache sync — with the same allowlist and audit as typed commands. The webhook has already
+answered Feishu with a toast; the work happens here, in a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.chat import live
+from bot.chat.access import REFUSAL, REFUSED_DETAIL, allowed, record_once, set_outcome
+from bot.chat.schedule import refresh_soon
+from bot.im import send_text
+from bot.services import Services
+
+
+def on_click(services: Services, event_doc: dict[str, Any]) -> str:
+    header, event = event_doc.get("header") or {}, event_doc.get("event") or {}
+    operator = (event.get("operator") or {}).get("open_id", "")
+    value = (event.get("action") or {}).get("value") or {}
+    context = event.get("context") or {}
+    chat_id, card_id = context.get("open_chat_id", ""), context.get("open_message_id", "")
+    action = value.get("action") if isinstance(value, dict) else None
+    audit_id = f"card-{header.get('event_id', '')}"
+    if not record_once(services, audit_id, chat_id, operator, f"[button] {action} on {card_id}"):
+        return "ignored: click already handled"
+    if not allowed(services, operator, chat_id):
+        send_text(services.feishu, chat_id, REFUSAL.format(open_id=operator), uuid=f"refuse-{audit_id}")
+        set_outcome(services, audit_id, f"button {action}", "refused", REFUSED_DETAIL)
+        return "refused"
+    if action == "export_retry":
+        detail = export_retry(services, int(value.get("run", 0)), card_id)
+    elif action == "force_sync":
+        detail = force_sync(services, [str(s) for s in value.get("sources", [])], chat_id, audit_id)
+    else:
+        set_outcome(services, audit_id, "button", "usage", f"unknown action {action!r}")
+        return f"ignored: unknown action {action!r}"
+    set_outcome(services, audit_id, f"button {action}", "ok", detail)
+    return f"button {action}: ok"
+
+
+def export_retry(services: Services, run_id: int, card_id: str) -> str:
+    """重试失败的窗口: the failed windows go again, and the card follows the run again."""
+    from bot.export import runner
+    from bot.export.schedule import schedule_plan
+
+    failed = runner.retry_failed(services.engine, run_id)
+    live.follow_again(services, card_id)
+    schedule_plan(services, run_id)
+    refresh_soon(services)
+    return f"run {run_id}: windows {failed} re-planned"
+
+
+def force_sync(services: Services, sources: list[str], chat_id: str, audit_id: str) -> str:
+    """强制全量同步: the named (and still known) sources are synced in full."""
+    from bot.caches import store
+    from bot.caches.schedule import enqueue_cache_sync
+
+    known = {s.name for s in store.list_sources(services.engine)}
+    chosen = [s for s in sources if s in known]
+    for name in chosen:
+        enqueue_cache_sync(services, name, force=True)
+    send_text(
+        services.feishu,
+        chat_id,
+        f"已开始强制全量同步：{', '.join(chosen) or '（无）'}",
+        uuid=f"sync-{audit_id}",
+    )
+    return ", ".join(chosen)

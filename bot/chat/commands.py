@@ -1,0 +1,63 @@
+"""A text message to the bot, end to end: parse it, check who sent it, audit it, run it.
+
+Runs in a worker (the webhook only records the event). Replies are Chinese; what each command
+does is in bot/chat/actions.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.chat.access import REFUSAL, REFUSED_DETAIL, allowed, record_once, set_outcome
+from bot.chat.actions import ACTIONS
+from bot.chat.parser import Command, UsageError, parse, text_of_message
+from bot.im import reply_text
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def on_text(services: Services, event: dict[str, Any]) -> str:
+    message = event.get("message") or {}
+    sender = ((event.get("sender") or {}).get("sender_id") or {}).get("open_id", "")
+    text = text_of_message(message.get("content"))
+    message_id, chat_id = message.get("message_id", ""), message.get("chat_id", "")
+    try:
+        command = parse(text)
+    except UsageError as exc:
+        command, usage = None, str(exc)
+    else:
+        usage = None
+        if command is None:
+            return "ignored: not a command"
+    if not record_once(services, message_id, chat_id, sender, text):
+        return "ignored: command already handled"
+    public = command is not None and command.name == "ping"  # a liveness check reveals nothing
+    if not public and not allowed(services, sender, chat_id):
+        reply_text(services.feishu, message_id, REFUSAL.format(open_id=sender))
+        set_outcome(services, message_id, None, "refused", REFUSED_DETAIL)
+        return "refused"
+    if usage is not None:
+        reply_text(services.feishu, message_id, usage)
+        set_outcome(services, message_id, None, "usage", usage)
+        return "usage error replied"
+    assert command is not None
+    try:
+        detail = execute(services, command, message_id, chat_id)
+    except UsageError as exc:
+        reply_text(services.feishu, message_id, str(exc))
+        set_outcome(services, message_id, command.label, "usage", str(exc))
+        return "usage error replied"
+    except Exception as exc:
+        log.exception("chat command failed", extra={"command": command.label})
+        set_outcome(services, message_id, command.label, "error", f"{type(exc).__name__}: {exc}"[:500])
+        raise  # the event job retries; the reply uuid keeps Feishu from showing it twice
+    set_outcome(services, message_id, command.label, "ok", detail)
+    return f"{command.label}: ok"
+
+
+def execute(services: Services, command: Command, message_id: str, chat_id: str) -> str | None:
+    """Run a parsed, allowed command; the detail for its audit row."""
+    action = ACTIONS[(command.name, command.action)]
+    return action(services, command, message_id, chat_id)

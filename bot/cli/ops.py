@@ -1,0 +1,232 @@
+"""`feishu-bridge config|db|worker|cron|web|up|sandbox|events`: configuration, schema, the
+bridge's processes and the event receipts."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from bot.cli.common import mask_url, settings_of
+from bot.config import Settings
+from bot.masking import mask
+
+# -- config ------------------------------------------------------------------------------
+
+
+@click.group()
+def config() -> None:
+    """Inspect the effective configuration."""
+
+
+@config.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def config_check(ctx: click.Context, as_json: bool) -> None:
+    """Print the effective configuration (secrets masked) and what a real Feishu app still needs.
+
+    Exits 0 even when something is missing: the sandbox needs none of it.
+    """
+    settings = settings_of(ctx)
+    rows = _config_rows(settings)
+    missing = settings.missing_for_real_feishu()
+    if as_json:
+        click.echo(json.dumps({"settings": dict(rows), "missing_for_real_feishu": missing}, indent=2))
+        return
+    table = Table(title="Feishu Bridge configuration", show_lines=False)
+    table.add_column("setting")
+    table.add_column("value")
+    for key, value in rows:
+        table.add_row(key, value)
+    Console().print(table)
+    if missing:
+        Console().print(f"[yellow]Missing for a real Feishu app:[/] {', '.join(missing)}")
+        Console().print("The sandbox (`feishu-bridge up --sandbox`) needs none of these.")
+    else:
+        Console().print("[green]Everything a real Feishu app needs is set.[/]")
+
+
+def _config_rows(settings: Settings) -> list[tuple[str, str]]:
+    redis = settings.redis_url or f"(embedded, under {settings.var_dir / 'redis'})"
+    return [
+        ("FEISHU_APP_ID", settings.feishu_app_id or "(unset)"),
+        ("FEISHU_APP_SECRET", mask(settings.feishu_app_secret.get_secret_value())),
+        ("FEISHU_ENCRYPT_KEY", mask(settings.feishu_encrypt_key.get_secret_value())),
+        ("FEISHU_VERIFICATION_TOKEN", mask(settings.feishu_verification_token.get_secret_value())),
+        ("FEISHU_BASE_URL", settings.feishu_base_url),
+        ("DATABASE_URL", mask_url(settings.effective_database_url)),
+        ("REDIS_URL", mask_url(redis)),
+        ("ADMIN_TOKEN", mask(settings.admin_token.get_secret_value())),
+        ("TOKEN_ENCRYPTION_KEY", mask(settings.token_encryption_key.get_secret_value())
+         if settings.token_encryption_key.get_secret_value() else f"(file under {settings.var_dir})"),
+        ("OAUTH_REDIRECT_URL", settings.effective_redirect_url),
+        ("ADMIN_CHAT_ID", settings.admin_chat_id or "(unset: alerts are only logged)"),
+        ("HOST", settings.host),
+        ("PORT", str(settings.port)),
+        ("VAR_DIR", str(settings.var_dir)),
+        ("LOG_LEVEL", settings.log_level),
+    ]
+
+
+
+# -- db ----------------------------------------------------------------------------------
+
+
+@click.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("init")
+@click.pass_context
+def db_init(ctx: click.Context) -> None:
+    """Create or update the schema from schema.sql (idempotent: safe on every release)."""
+    from bot.db import init_schema, make_engine
+
+    settings = settings_of(ctx)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sections = init_schema(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"schema applied ({', '.join(sections)}) to {mask_url(settings.effective_database_url)}")
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--queue", "-q", "queues", multiple=True, help="Queue(s) to serve (default: all).")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.pass_context
+def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool) -> None:
+    """Run an RQ worker (with RQ's scheduler, so retries with backoff fire)."""
+    from bot.logs import configure_logging
+    from bot.processes.runtime import prepare
+    from bot.processes.worker import run_worker
+    from bot.queue import ALL_QUEUES
+
+    unknown = set(queues) - set(ALL_QUEUES)
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {sorted(unknown)}; known: {list(ALL_QUEUES)}")
+    runtime = prepare(settings_of(ctx))
+    configure_logging(runtime.settings)
+    try:
+        run_worker(runtime.settings, list(queues) or None, burst=burst)
+    finally:
+        runtime.shutdown()
+
+
+@click.command()
+@click.pass_context
+def cron(ctx: click.Context) -> None:
+    """Enqueue periodic jobs (RQ cron). Run one per deployment."""
+    from bot.logs import configure_logging
+    from bot.processes.cron import run_cron
+    from bot.processes.runtime import prepare
+
+    runtime = prepare(settings_of(ctx))
+    configure_logging(runtime.settings)
+    try:
+        run_cron(runtime.settings)
+    finally:
+        runtime.shutdown()
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Listen port (default: PORT).")
+@click.pass_context
+def web(ctx: click.Context, port: int | None) -> None:
+    """Serve the web app under gunicorn (what the Procfile's web process runs)."""
+    from bot.processes.runtime import prepare
+    from bot.processes.web import exec_gunicorn
+
+    runtime = prepare(settings_of(ctx))
+    exec_gunicorn(runtime.child_env(PORT=str(port or runtime.settings.port), HOST=runtime.settings.host))
+
+
+@click.command()
+@click.option("--sandbox", "use_sandbox", is_flag=True,
+              help="Also run the Feishu sandbox and point the bridge at it (no credentials needed).")
+@click.option("--port", type=int, default=None, help="Web port (default: PORT, 8000).")
+@click.option("--sandbox-port", type=int, default=9000, show_default=True)
+@click.option("--workers", "n_workers", type=int, default=None, help="RQ workers (default: WORKERS, 2).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="With --sandbox: send /ping through the sandbox once started and wait for pong.")
+@click.pass_context
+def up(ctx: click.Context, use_sandbox: bool, port: int | None, sandbox_port: int,
+       n_workers: int | None, check: bool) -> None:
+    """Run everything: web (gunicorn), workers, cron — and with --sandbox, the Feishu sandbox.
+
+    Uses embedded defaults when DATABASE_URL / REDIS_URL are unset (SQLite and a private
+    Redis under ./var). Ctrl-C stops it all.
+    """
+    from bot.processes.up import run_up
+
+    sys.exit(run_up(settings_of(ctx), use_sandbox=use_sandbox, port=port, sandbox_port=sandbox_port,
+                    n_workers=n_workers, check=check))
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.option("--webhook-url", default="http://127.0.0.1:8000/webhook/event", show_default=True,
+              help="Where the sandbox delivers events (the bridge's webhook).")
+@click.option("--redelivery", default="15,300,3600,21600", show_default=True,
+              help="Seconds between re-deliveries after a non-200 answer (Feishu's schedule).")
+@click.option("--plain-events", is_flag=True, help="Send events unencrypted.")
+def sandbox(host: str, port: int, webhook_url: str, redelivery: str, plain_events: bool) -> None:
+    """Run the Feishu sandbox alone: a local emulator of the Feishu APIs the bridge uses.
+
+    Its app credentials are fixed (see docs/sandbox.md); drive it with POST /sandbox/chat.
+    """
+    import logging
+
+    from sandbox.server import serve
+    from sandbox.state import SandboxConfig
+
+    logging.basicConfig(level=logging.INFO)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    schedule = tuple(float(x) for x in redelivery.split(",") if x.strip())
+    config = SandboxConfig(webhook_url=webhook_url, redelivery_schedule=schedule,
+                           encrypt_events=not plain_events)
+    click.echo(f"Feishu sandbox on http://{host}:{port} → delivering events to {webhook_url}")
+    serve(config, host, port)
+
+
+# -- events --------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", type=int, default=10, show_default=True, help="Recent receipts to list.")
+@click.pass_context
+def events(ctx: click.Context, as_json: bool, limit: int) -> None:
+    """Event receipts: counts by status and the most recent ones."""
+    from bot.db import make_engine
+    from bot.intake import receipts
+
+    engine = make_engine(settings_of(ctx).effective_database_url)
+    try:
+        counts = receipts.counts_by_status(engine)
+        recent = receipts.latest(engine, limit)
+    finally:
+        engine.dispose()
+    rows = [
+        {"id": r.id, "event_id": r.event_id, "event_type": r.event_type, "status": r.status,
+         "attempts": r.attempts, "received_at": r.received_at.isoformat(), "last_error": r.last_error}
+        for r in recent
+    ]
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "recent": rows}, ensure_ascii=False, indent=2))
+        return
+    out = Console()
+    out.print("Receipts by status: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"))
+    table = Table("id", "event type", "status", "attempts", "received (UTC)", "error")
+    for r in rows:
+        table.add_row(str(r["id"]), r["event_type"], r["status"], str(r["attempts"]),
+                      r["received_at"][:19], (r["last_error"] or "")[:60])
+    out.print(table)

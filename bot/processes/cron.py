@@ -1,0 +1,61 @@
+"""The cron process: RQ's CronScheduler enqueues the periodic jobs below (run exactly one per
+deployment), and on PostgreSQL it also listens for the Coze outbox's NOTIFY."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rq.utils import import_attribute
+
+from bot.config import Settings
+from bot.queue import Jobs, QueueName
+
+
+@dataclass(frozen=True)
+class Periodic:
+    job: str
+    queue: QueueName
+    every: Callable[[Settings], int]  # seconds, from the settings
+    timeout: int
+
+
+SCHEDULE: tuple[Periodic, ...] = (
+    Periodic(Jobs.SWEEP_RECEIPTS, QueueName.DEFAULT, lambda s: s.sweep_interval_seconds, 300),
+    Periodic(Jobs.REFRESH_DUE_TOKENS, QueueName.DEFAULT, lambda s: s.token_check_interval_seconds, 300),
+    Periodic(Jobs.SCHEDULE_CACHE_SYNCS, QueueName.DEFAULT, lambda s: 60, 120),
+    Periodic(Jobs.DELIVER_ALERTS, QueueName.DEFAULT, lambda s: s.sweep_interval_seconds, 120),
+    Periodic(Jobs.TICK_EXPORTS, QueueName.EXPORTS, lambda s: s.export_tick_seconds, 120),
+    Periodic(Jobs.REFRESH_CHAT_CARDS, QueueName.DEFAULT, lambda s: s.chat_card_refresh_seconds, 120),
+    Periodic(Jobs.POLL_COZE_OUTBOX, QueueName.COZE, lambda s: s.coze_poll_seconds, 60),
+    Periodic(Jobs.CLEAN_COZE_OUTBOX, QueueName.COZE, lambda s: 3600, 600),
+    # 0 turns the polling path off (completion messages then arrive only as events)
+    Periodic(Jobs.POLL_EXPORT_MESSAGES, QueueName.EXPORTS, lambda s: s.export_poll_seconds, 300),
+)
+
+
+def build_cron(settings: Settings):
+    from rq.cron import CronScheduler
+
+    from bot.queue import connect_redis
+
+    cron = CronScheduler(
+        connection=connect_redis(settings.redis_url), logging_level=settings.log_level.upper()
+    )
+    for entry in SCHEDULE:
+        every = entry.every(settings)
+        if every > 0:
+            cron.register(import_attribute(entry.job), queue_name=entry.queue, interval=every,
+                          job_timeout=entry.timeout, name=entry.job.rsplit(".", 1)[-1])
+    return cron
+
+
+def run_cron(settings: Settings) -> None:
+    """Enqueue periodic jobs on their schedule (run exactly one of these per deployment)."""
+    from bot.coze.listener import start_listener
+    from bot.coze.schedule import wake_dispatcher
+    from bot.services import build_services
+
+    services = build_services(settings)
+    start_listener(settings.effective_database_url, lambda: wake_dispatcher(services))
+    build_cron(settings).start()
