@@ -19,6 +19,7 @@ up: install  ## install, then run everything against the local Feishu sandbox
 test: install  ## install system and Python test needs, then run lint and the whole suite
 	bash scripts/ensure-system-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo  # the one-way layers (docs/architecture.md)
 	$(BIN)/pytest
 
 bench: install

@@ -22,6 +22,7 @@ from sandbox.state import (
     SandboxConfig,
     SandboxState,
 )
+from tests import processes, secrets_scan
 from tests.servers import PostgresServer
 
 REQUIRE_POSTGRES = os.environ.get("FB_REQUIRE_POSTGRES") == "1"
@@ -33,6 +34,31 @@ def pytest_configure(config: pytest.Config) -> None:
     from tests.logvault import VAULT
 
     logging.getLogger().addHandler(VAULT)
+
+
+@pytest.fixture(autouse=True)
+def stop_test_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every process the test started (tests/processes.py) is stopped when it ends, failed or
+    not — after the test's own fixtures have had their chance (autouse: torn down last)."""
+    owner = processes.begin(request.node.nodeid)
+    yield
+    leftovers = processes.stop_owned(owner)
+    if leftovers:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "killed processes the test left behind", extra={"test": request.node.nodeid, "pids": leftovers}
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    processes.kill_marked(processes.RUN_ID)
+    secrets_scan.check_at_session_end(session)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    secrets_scan.pytest_terminal_summary(terminalreporter)
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +102,7 @@ def sandbox_server() -> Iterator[tuple[str, SandboxState]]:
     One per session: lark-oapi caches tenant tokens process-wide, as a real process would."""
     server = start_in_thread(SandboxConfig(redelivery_schedule=(0.2, 0.5, 1.0)))
     state: SandboxState = server.app.extensions["sandbox"]  # type: ignore[attr-defined]
+    secrets_scan.watch_sandbox(state)  # the tokens it issues must never show up in a log
     yield f"http://127.0.0.1:{server.server_port}", state
     state.sender.close()
     server.shutdown()

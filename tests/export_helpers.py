@@ -16,6 +16,7 @@ from bot.models import CooperationRecord
 from sandbox.contract import CONTRACT_CHAT_ID
 from sandbox.seed_contract import COLUMNS, ID_COLUMN
 from sandbox.state import DEFAULT_USER_OPEN_ID
+from tests import processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,12 +43,13 @@ def export_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
 def cli(
     env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 600, check: bool = True
 ) -> subprocess.CompletedProcess:
-    done = subprocess.run(
+    done = processes.run(
         [sys.executable, "-m", "bot.cli", *args],
         env=env,
         input=stdin,
         text=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         timeout=timeout,
         cwd=ROOT,
     )

@@ -1,7 +1,8 @@
 """Everything the suite logs, formatted as the product emits it, for the secrets scan.
 
 Installed on the root logger for the whole session (conftest's pytest_configure); child
-processes' log files are registered by the helpers that start them.
+processes' log files are registered by the helpers that start them. tests/secrets_scan.py reads
+it all when the session ends.
 """
 
 from __future__ import annotations

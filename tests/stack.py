@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.processes.web import gunicorn_argv
 from sandbox.state import (
     SANDBOX_APP_ID,
     SANDBOX_APP_SECRET,
     SANDBOX_ENCRYPT_KEY,
     SANDBOX_VERIFICATION_TOKEN,
 )
+from tests import processes
 from tests.servers import free_port, wait_http
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -58,39 +61,37 @@ class BridgeStack:
         env.update(self.extra_env)
         return env
 
-    def start(self) -> BridgeStack:
+    def start(self, ready_timeout: float = 90) -> BridgeStack:
+        """Start the stack and wait until the web app answers; on any failure on the way, stop
+        what was started before raising."""
         (self.workdir / "metrics").mkdir(parents=True, exist_ok=True)
         env = self.env()
         log = open(self.workdir / "stack.log", "ab")  # noqa: SIM115 - closed with the processes
         from tests.logvault import VAULT
 
         VAULT.files.append(self.workdir / "stack.log")
-        subprocess.run([sys.executable, "-m", "bot.cli", "db", "init"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
-        for _ in range(self.workers):
-            self._spawn([sys.executable, "-m", "bot.cli", "worker"], env, log)
-        if self.cron:
-            self._spawn([sys.executable, "-m", "bot.cli", "cron"], env, log)
-        self._spawn([sys.executable, "-m", "gunicorn", "-c", "python:bot.processes.gunicorn_conf",
-                     "bot.app:create_app()"], env, log)
-        wait_http(f"{self.base_url}/healthz", timeout=90)
+        try:
+            processes.run([sys.executable, "-m", "bot.cli", "db", "init"], env=env, check=True,
+                          stdout=subprocess.DEVNULL, cwd=ROOT)
+            for _ in range(self.workers):
+                self._spawn([sys.executable, "-m", "bot.cli", "worker"], env, log)
+            if self.cron:
+                self._spawn([sys.executable, "-m", "bot.cli", "cron"], env, log)
+            self._spawn([sys.executable, *gunicorn_argv()], env, log)
+            wait_http(f"{self.base_url}/healthz", timeout=ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _spawn(self, argv: list[str], env: dict[str, str], log) -> None:
-        self.processes.append(subprocess.Popen(argv, env=env, stdout=log, stderr=log,
-                                               cwd=Path(__file__).resolve().parent.parent))
+        self.processes.append(processes.spawn(argv, env=env, stdout=log, stderr=log, cwd=ROOT))
 
     def log_text(self) -> str:
         path = self.workdir / "stack.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """SIGTERM to every process group (RQ finishes its job, gunicorn its requests), a bounded
+        wait, then SIGKILL. conftest's finalizer also catches what escaped the groups."""
+        processes.stop(self.processes, grace=20)

@@ -14,6 +14,7 @@ import pytest
 
 from bot.services import build_services
 from sandbox.state import DEFAULT_USER_OPEN_ID
+from tests import processes
 from tests.oauth_helpers import authorize, expire_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +45,9 @@ def _stderr_log(services) -> object:
 
 
 def _callers(services, threads: int, start_at: float, **extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.token_callers", str(threads), str(start_at)],
-                            cwd=ROOT, env=_env(services, **extra), stdout=subprocess.PIPE,
-                            stderr=_stderr_log(services), text=True)
+    return processes.spawn([sys.executable, "-m", "tests.token_callers", str(threads), str(start_at)],
+                           cwd=ROOT, env=_env(services, **extra), stdout=subprocess.PIPE,
+                           stderr=_stderr_log(services), text=True)
 
 
 def _refreshes(state) -> list[dict]:
@@ -104,8 +105,8 @@ def test_processes_share_one_tenant_token_through_redis(services, sandbox):
     _, state = sandbox
     before = state.token_requests
     for n in range(3):
-        subprocess.run([sys.executable, "-m", "tests.tenant_caller", "oc_shared", str(n)], cwd=ROOT,
-                       env=_env(services), stderr=_stderr_log(services), check=True, timeout=120)
+        processes.run([sys.executable, "-m", "tests.tenant_caller", "oc_shared", str(n)], cwd=ROOT,
+                      env=_env(services), stderr=_stderr_log(services), check=True, timeout=120)
     assert state.token_requests == before + 1  # the first process fetched it; the others reused it
     assert len([m for m in state.bot_sent if m.chat_id == "oc_shared"]) == 3
 
@@ -117,8 +118,8 @@ def test_auth_cli_login_status_logout(services, app, sandbox):
 
     env = _env(services)
     argv = [sys.executable, "-m", "bot.cli", "auth", "login", "--no-browser", "--wait", "90"]
-    login = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=_stderr_log(services),
-                             text=True)
+    login = processes.spawn(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=_stderr_log(services),
+                            text=True)
     url = ""
     for line in login.stdout:
         if line.startswith("http"):
@@ -131,17 +132,17 @@ def test_auth_cli_login_status_logout(services, app, sandbox):
     out, _ = login.communicate(timeout=60)
     assert login.returncode == 0 and f"({DEFAULT_USER_OPEN_ID})" in out
 
-    status = subprocess.run([sys.executable, "-m", "bot.cli", "auth", "status", "--json"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, check=True)
+    status = processes.run([sys.executable, "-m", "bot.cli", "auth", "status", "--json"], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
     [grant] = json.loads(status.stdout)["grants"]
     assert grant["subject"] == DEFAULT_USER_OPEN_ID and grant["status"] == "active"
     assert 1.9 < grant["access_hours_left"] <= 2.0 and grant["refresh_hours_left"] > 700
     assert [h["outcome"] for h in grant["history"]] == ["authorized"]
     assert "u-sandbox" not in status.stdout and "ur-sandbox" not in status.stdout
 
-    refreshed = subprocess.run([sys.executable, "-m", "bot.cli", "auth", "refresh"], cwd=ROOT, env=env,
-                               capture_output=True, text=True)
+    refreshed = processes.run([sys.executable, "-m", "bot.cli", "auth", "refresh"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert refreshed.returncode == 0 and "Refreshed" in refreshed.stdout
-    gone = subprocess.run([sys.executable, "-m", "bot.cli", "auth", "logout"], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+    gone = processes.run([sys.executable, "-m", "bot.cli", "auth", "logout"], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert gone.returncode == 0 and services.user_tokens.grants() == []

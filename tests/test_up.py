@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from bot.processes.redis_server import EmbeddedRedis
+from tests import processes
 from tests.logvault import VAULT
 from tests.servers import free_port
 
@@ -58,7 +59,7 @@ def _stop(process: subprocess.Popen, timeout: float = 40) -> int:
 
 def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
     port, sandbox_port = free_port(), free_port()
-    process = subprocess.Popen(
+    process = processes.spawn(
         [sys.executable, "-m", "bot.cli", "up", "--sandbox", "--port", str(port),
          "--sandbox-port", str(sandbox_port), "--workers", "1"],
         cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -105,8 +106,8 @@ def test_readme_command_1_on_a_clean_clone(tmp_path):
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     command = _readme_command(1)
     env = _clean_env(PORT=str(free_port()))
-    process = subprocess.Popen(["bash", "-c", command], cwd=clone, env=env, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = processes.spawn(["bash", "-c", command], cwd=clone, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         _read_until(process, ROUND_TRIP_OK, timeout=600)
     finally:

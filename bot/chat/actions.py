@@ -117,7 +117,7 @@ def export_start(services: Services, command: Command, message_id: str, chat_id:
         active = runner.active_run_id(services.engine)
         raise UsageError(f"已有进行中的导出（第 {active} 次）。发送 /export status 查看进度。") from None
     schedule_plan(services, run_id)
-    _answer_with_card(services, message_id, chat_id, live.EXPORT, run_id)
+    answer_with_card(services, message_id, chat_id, live.EXPORT, run_id)
     return f"run {run_id}"
 
 
@@ -179,11 +179,11 @@ def coze_sync(services: Services, command: Command, message_id: str, chat_id: st
         sync = start_manual_sync(services, found[0].uuid, 100, None)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
-    _answer_with_card(services, message_id, chat_id, live.COZE_SYNC, sync.id)
+    answer_with_card(services, message_id, chat_id, live.COZE_SYNC, sync.id)
     return f"manual sync {sync.id}"
 
 
-def _answer_with_card(services: Services, message_id: str, chat_id: str, kind: str, ref_id: int) -> None:
+def answer_with_card(services: Services, message_id: str, chat_id: str, kind: str, ref_id: int) -> None:
     """Reply with the work's card and keep it following the work."""
     card = live.card_for(services, kind, ref_id)
     card_id = reply_card(services.feishu, message_id, card.content)
