@@ -14,6 +14,7 @@ from bot.db import init_schema, make_engine
 from bot.metrics import prepare_multiprocess_dir
 from bot.processes.runtime import Runtime, metrics_dir, prepare
 from bot.processes.supervisor import Supervisor
+from bot.processes.web import gunicorn_argv
 
 SANDBOX_ADMIN_TOKEN = "sandbox-admin"
 
@@ -95,8 +96,6 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
     for i in range(n_workers or settings.workers):
         supervisor.add(f"worker-{i + 1}", [python, "-m", "bot.cli", "worker"], env)
     supervisor.add("cron", [python, "-m", "bot.cli", "cron"], env)
-    from bot.processes.web import gunicorn_argv
-
     supervisor.add("web", [python, *gunicorn_argv()], env)
 
     def on_ready() -> None:
