@@ -22,7 +22,7 @@ def schedule_cache_syncs() -> list[str]:
 
 @instrumented("apply_cache_changes")
 def apply_cache_changes(source_id: int, table_id: str) -> dict:
-    return changes.apply_pending(current(), source_id, table_id).as_dict()
+    return changes.apply_pending(current(), source_id, table_id)
 
 
 @instrumented("refresh_cache_schema")

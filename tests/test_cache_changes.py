@@ -55,7 +55,7 @@ def test_changes_wait_for_a_running_full_sync(services):
     lock = services.redis.lock(sync_lock_name("quality"), timeout=SYNC_LOCK_SECONDS)
     assert lock.acquire(blocking=False)
     try:
-        assert apply_pending(services, source_id, DEFECTS_TABLE).as_dict() == {
+        assert apply_pending(services, source_id, DEFECTS_TABLE) == {
             "applied": 0, "deferred": "full sync running"
         }
     finally:
@@ -68,4 +68,4 @@ def test_changes_wait_for_a_running_full_sync(services):
 
 def test_changes_for_a_removed_source_are_skipped(services):
     skipped = apply_pending(services, 424242, DEFECTS_TABLE)
-    assert skipped.as_dict() == {"applied": 0, "skipped": "source gone"}
+    assert skipped == {"applied": 0, "skipped": "source gone"}

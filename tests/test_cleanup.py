@@ -17,7 +17,7 @@ from tests import processes, secrets_scan
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _pytest(tmp_path: Path, target: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+def _pytest(target: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     inner = {k: v for k, v in os.environ.items() if k != processes.MARK}
     inner.update(env)
     return processes.run(
@@ -36,7 +36,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 def test_a_failing_e2e_test_leaves_no_process_behind(tmp_path):
     run_id, pids = f"probe{uuid.uuid4().hex[:8]}", tmp_path / "pids"
-    done = _pytest(tmp_path, "tests/probes/failing_e2e.py", FB_TEST_RUN_ID=run_id, FB_PROBE_PIDS=str(pids),
+    done = _pytest("tests/probes/failing_e2e.py", FB_TEST_RUN_ID=run_id, FB_PROBE_PIDS=str(pids),
                    FB_TEST_STOP_GRACE="3")
     assert done.returncode == 1 and "2 failed" in done.stdout, done.stdout[-4000:]
     assert "deliberate failure" in done.stdout and "TimeoutError" in done.stdout
@@ -47,12 +47,12 @@ def test_a_failing_e2e_test_leaves_no_process_behind(tmp_path):
     assert processes.marked(run_id) == []
 
 
-def test_the_secrets_scan_runs_at_session_end_for_any_selection(tmp_path):
-    leaky = _pytest(tmp_path, "tests/probes/leaky.py", "-k", "logs_a_secret")
+def test_the_secrets_scan_runs_at_session_end_for_any_selection():
+    leaky = _pytest("tests/probes/leaky.py", "-k", "logs_a_secret")
     assert "1 passed" in leaky.stdout and leaky.returncode == 1, leaky.stdout[-3000:]
     assert "secrets scan" in leaky.stdout and "FAILED: 1 secret(s)" in leaky.stdout
     assert SANDBOX_APP_SECRET not in leaky.stdout  # the report does not repeat it
-    clean = _pytest(tmp_path, "tests/probes/leaky.py", "-k", "nothing_secret")
+    clean = _pytest("tests/probes/leaky.py", "-k", "nothing_secret")
     assert clean.returncode == 0 and "no secret in" in clean.stdout, clean.stdout[-3000:]
 
 

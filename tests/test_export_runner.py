@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from bot.export import runner
 from bot.export.contract import Answer, Reply
+from bot.export.options import RunOptions
 from bot.export.placement import place_file
 from bot.export.progress import progress
 from bot.models import ExportFile, ExportWindow, utcnow
@@ -19,7 +20,7 @@ START = datetime(2024, 1, 1)
 def _run(services, days: int = 28, **options) -> int:
     values = {"concurrency": 2, "file_timeout_seconds": 60.0, **options}
     return runner.create_run(
-        services.engine, START, START + timedelta(days=days), runner.RunOptions(**values)
+        services.engine, START, START + timedelta(days=days), RunOptions(**values)
     )
 
 

@@ -228,6 +228,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
 
     from bot.export import runner
     from bot.export.contract import Answer, Reply
+    from bot.export.options import RunOptions
     from jobs.export import download_export_file, poll_export_messages
     from sandbox.contract import CONTRACT_CHAT_ID
     from sandbox.products.contract import complete_export
@@ -235,7 +236,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     services.settings.export_chat_id = CONTRACT_CHAT_ID
     services.settings.export_user = DEFAULT_USER_OPEN_ID
     run_id = runner.create_run(services.engine, datetime(2024, 6, 3), datetime(2024, 6, 5),
-                               runner.RunOptions())
+                               RunOptions())
     [window_id] = runner.plan(services.engine, run_id, sized=[]).ids[:1]
     runner.record_submission(services.engine, window_id, Reply(Answer.OK, 200, "ok"))
     state.contract.faults.events = False

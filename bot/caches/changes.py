@@ -5,7 +5,6 @@ fields when they changed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -16,20 +15,6 @@ from bot.services import Services
 
 # record ids → (records found, ids Feishu no longer has)
 FetchBatch = Callable[[list[str]], tuple[Sequence[dict], Sequence[str]]]
-
-
-@dataclass(frozen=True)
-class Applied:
-    applied: int = 0
-    api_calls: int = 0
-    skipped: str | None = None  # why nothing was done: the source is gone, or a full sync runs
-
-    def as_dict(self) -> dict:
-        if self.skipped == "full sync running":
-            return {"applied": 0, "deferred": self.skipped}
-        if self.skipped:
-            return {"applied": 0, "skipped": self.skipped}
-        return {"applied": self.applied, "api_calls": self.api_calls}
 
 
 def drain_pending(engine: Engine, source_id: int, table_id: str, fetch: FetchBatch) -> int:
@@ -43,23 +28,23 @@ def drain_pending(engine: Engine, source_id: int, table_id: str, fetch: FetchBat
     return applied
 
 
-def apply_pending(services: Services, source_id: int, table_id: str) -> Applied:
+def apply_pending(services: Services, source_id: int, table_id: str) -> dict:
     """Apply one table's pending changes — unless a full sync of its source runs: that sync
     writes what it read before these changes, so the apply waits for it (re-queued, deferred)."""
     source = store.resolved_source(services.engine, source_id)
     if source is None:
-        return Applied(skipped="source gone")
+        return {"applied": 0, "skipped": "source gone"}
     lock = services.redis.lock(sync_lock_name(source.name), timeout=SYNC_LOCK_SECONDS, blocking=False)
     if not lock.acquire():
         schedule.schedule_apply_after_sync(services, source_id, table_id)
-        return Applied(skipped="full sync running")
+        return {"applied": 0, "deferred": "full sync running"}
     fetcher = Fetcher(services.feishu, as_user=source.as_user)
     try:
         applied = drain_pending(services.engine, source_id, table_id,
                                 lambda ids: fetcher.batch_get(source.obj_token, table_id, ids))
     finally:
         lock.release()
-    return Applied(applied, fetcher.calls)
+    return {"applied": applied, "api_calls": fetcher.calls}
 
 
 def refresh_schema(services: Services, source_id: int, table_id: str) -> int:

@@ -11,12 +11,27 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from bot.caches import store
+from bot.caches.export import write_table
+from bot.caches.lookup import query_table
+from bot.caches.query import QueryError
+from bot.caches.schedule import enqueue_cache_sync
+from bot.caches.sources import SourceError
 from bot.chat import live
 from bot.chat.cards import notice_card
 from bot.chat.parser import Command, UsageError, help_text
 from bot.chat.schedule import refresh_soon
 from bot.chat.texts import auth_text, coze_list_text, export_lines, status_text
+from bot.coze.schedule import start_manual_sync
+from bot.coze.spec import SpecError
+from bot.export import runner
+from bot.export.auth import NoExportAuth, load
+from bot.export.options import RunOptions
+from bot.export.progress import progress
+from bot.export.schedule import schedule_plan
 from bot.im import reply_card, reply_file, reply_text
+from bot.models import CozeTemplate
+from bot.overview import overview
 from bot.services import Services
 
 INLINE_ROWS = 20  # more rows than this come back as an xlsx file
@@ -33,21 +48,14 @@ def ping(services: Services, command: Command, message_id: str, chat_id: str) ->
 
 
 def status(services: Services, command: Command, message_id: str, chat_id: str) -> None:
-    from bot.overview import overview
-
     reply_text(services.feishu, message_id, status_text(overview(services)))
 
 
 def auth_status(services: Services, command: Command, message_id: str, chat_id: str) -> None:
-    from bot.overview import overview
-
     reply_text(services.feishu, message_id, auth_text(overview(services)["tokens"]))
 
 
 def sync(services: Services, command: Command, message_id: str, chat_id: str) -> str:
-    from bot.caches import store
-    from bot.caches.schedule import enqueue_cache_sync
-
     names = [s.name for s in store.list_sources(services.engine)]
     if not names:
         raise UsageError("还没有数据源。请先在服务器上运行 feishu-bridge sources add。")
@@ -66,11 +74,6 @@ def sync(services: Services, command: Command, message_id: str, chat_id: str) ->
 
 def cache(services: Services, command: Command, message_id: str, chat_id: str) -> str:
     """Small results inline; more than INLINE_ROWS rows come back as an xlsx file."""
-    from bot.caches.export import write_table
-    from bot.caches.lookup import query_table
-    from bot.caches.query import QueryError
-    from bot.caches.sources import SourceError
-
     source, table = command.args
     where = [f"{k}={v}" for k, v in command.filters.items()]
     try:
@@ -97,11 +100,6 @@ def cache(services: Services, command: Command, message_id: str, chat_id: str) -
 
 
 def export_start(services: Services, command: Command, message_id: str, chat_id: str) -> str:
-    from bot.export import runner
-    from bot.export.auth import NoExportAuth, load
-    from bot.export.options import RunOptions
-    from bot.export.schedule import schedule_plan
-
     try:
         load(services.engine, services.secret_box)
     except NoExportAuth:
@@ -122,9 +120,6 @@ def export_start(services: Services, command: Command, message_id: str, chat_id:
 
 
 def export_status(services: Services, command: Command, message_id: str, chat_id: str) -> None:
-    from bot.export import runner
-    from bot.export.progress import progress
-
     run_id = runner.active_run_id(services.engine) or runner.latest_run_id(services.engine)
     if run_id is None:
         text = "还没有导出任务。发送 /export start 2022-01-01 2022-03-31 开始。"
@@ -134,9 +129,6 @@ def export_status(services: Services, command: Command, message_id: str, chat_id
 
 
 def export_retry(services: Services, command: Command, message_id: str, chat_id: str) -> None:
-    from bot.export import runner
-    from bot.export.schedule import schedule_plan
-
     run_id = runner.active_run_id(services.engine) or runner.latest_run_id(services.engine)
     if run_id is None:
         raise UsageError("还没有导出任务可以重试。")
@@ -158,16 +150,10 @@ def export_retry(services: Services, command: Command, message_id: str, chat_id:
 
 
 def coze_list(services: Services, command: Command, message_id: str, chat_id: str) -> None:
-    from bot.overview import overview
-
     reply_text(services.feishu, message_id, coze_list_text(overview(services)["coze"]["templates"]))
 
 
 def coze_sync(services: Services, command: Command, message_id: str, chat_id: str) -> str:
-    from bot.coze.schedule import start_manual_sync
-    from bot.coze.spec import SpecError
-    from bot.models import CozeTemplate
-
     wanted = command.args[0]
     with services.sessions() as session:
         found = session.scalars(

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.caches import store
+from bot.caches.schedule import enqueue_cache_sync
 from bot.chat import live
 from bot.chat.access import REFUSAL, REFUSED_DETAIL, allowed, record_once, set_outcome
 from bot.chat.schedule import refresh_soon
+from bot.export import runner
+from bot.export.schedule import schedule_plan
 from bot.im import send_text
 from bot.services import Services
 
@@ -40,9 +44,6 @@ def on_click(services: Services, event_doc: dict[str, Any]) -> str:
 
 def export_retry(services: Services, run_id: int, card_id: str) -> str:
     """重试失败的窗口: the failed windows go again, and the card follows the run again."""
-    from bot.export import runner
-    from bot.export.schedule import schedule_plan
-
     failed = runner.retry_failed(services.engine, run_id)
     live.follow_again(services, card_id)
     schedule_plan(services, run_id)
@@ -52,9 +53,6 @@ def export_retry(services: Services, run_id: int, card_id: str) -> str:
 
 def force_sync(services: Services, sources: list[str], chat_id: str, audit_id: str) -> str:
     """强制全量同步: the named (and still known) sources are synced in full."""
-    from bot.caches import store
-    from bot.caches.schedule import enqueue_cache_sync
-
     known = {s.name for s in store.list_sources(services.engine)}
     chosen = [s for s in sources if s in known]
     for name in chosen:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 
 from bot.chat.cards import Card, coze_sync_card, export_card
+from bot.coze import manual
+from bot.export.progress import progress
 from bot.im import patch_card
 from bot.models import ChatCard
 from bot.services import Services
@@ -18,12 +20,8 @@ EXPORT, COZE_SYNC = "export", "coze_sync"  # what a card follows: an export run,
 
 def card_for(services: Services, kind: str, ref_id: int) -> Card:
     if kind == EXPORT:
-        from bot.export.progress import progress
-
         return export_card(progress(services.engine, ref_id))
     if kind == COZE_SYNC:
-        from bot.coze import manual
-
         state = manual.progress(services, ref_id)
         return coze_sync_card(ref_id, state, manual.progress_message(state))
     raise ValueError(f"unknown card kind {kind!r}")

@@ -30,8 +30,6 @@ IN_FLIGHT = ("submitted", "awaiting_file")
 OPEN = ("planned", "submitted", "awaiting_file", "downloaded")
 DONE = ("verified", "split", "unexportable", "failed")
 
-__all__ = ["RunConflict", "RunOptions"]  # RunOptions: what create_run takes
-
 
 class RunConflict(RuntimeError):
     """A run is already active (or none is, for resume/retry)."""

@@ -6,8 +6,7 @@ holds the decisions, this module the I/O around them), so concurrent and repeate
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
 from bot.export import alerts, catch, download, runner, schedule
@@ -27,20 +26,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@contextmanager
-def run_lock(services: Services, run_id: int | None) -> Iterator[None]:
+def locked(services: Services, run_id: int | None, action: Callable[[], T]) -> T:
+    """Run one decision about a run under its Redis lock (never two at once for one run)."""
     lock = services.redis.lock(f"fb:lock:export-run:{run_id}", timeout=120, blocking_timeout=60)
     if not lock.acquire():
         raise TimeoutError(f"export run {run_id} stayed locked")
     try:
-        yield
+        return action()
     finally:
         lock.release()
-
-
-def locked(services: Services, run_id: int | None, action: Callable[[], T]) -> T:
-    with run_lock(services, run_id):
-        return action()
 
 
 def plan_run(services: Services, run_id: int) -> list[int]:

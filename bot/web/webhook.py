@@ -44,12 +44,10 @@ class Intake:
 
     dispatcher: lark.EventDispatcherHandler
     recorder: Recorder
-    handled_types: frozenset[str]
 
 
 def install(app: Flask, services: Services) -> None:
-    app.extensions[INTAKE] = Intake(build_dispatcher(services, sorted(HANDLED_TYPES)), Recorder(services),
-                                    HANDLED_TYPES)
+    app.extensions[INTAKE] = Intake(build_dispatcher(services, sorted(HANDLED_TYPES)), Recorder(services))
 
 
 def _intake() -> Intake:
@@ -123,7 +121,7 @@ def receive_event():
     )
     if isinstance(verdict, Refusal):
         return _refuse(verdict)
-    if verdict.event_type in intake.handled_types:
+    if verdict.event_type in HANDLED_TYPES:
         # Authentic and of a handled type, yet the SDK refused it: do not guess, refuse.
         return _refuse(Refusal(Reason.REJECTED, "event refused by the SDK dispatcher"))
     return _accept(verdict, handled=False)
