@@ -24,6 +24,7 @@ test: install  ## install system and Python test needs, then run lint and the wh
 
 bench: install
 	$(BIN)/python bench/intake.py
+	$(BIN)/python bench/cli.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -1,9 +1,12 @@
--- Feishu Bridge database schema: the source of truth.
+-- Feishu Bridge database schema: the readable current schema.
+--
+-- Databases get here through the migrations in bot/migrations/versions/ (`feishu-bridge db
+-- upgrade`); tests/test_migrations.py proves that upgrading an empty database and running this
+-- file give the same schema, on SQLite and PostgreSQL. A schema change therefore goes into
+-- this file AND a new migration (see docs/migrations.md).
 --
 -- The "common" section runs unchanged on SQLite and PostgreSQL. Parts only one dialect
--- understands live in the "dialect: …" sections below it; `feishu-bridge db init` runs the
--- common section and then the section of the connected dialect. Every statement is
--- idempotent, so init can run on every release.
+-- understands live in the "dialect: …" sections below it. Every statement is idempotent.
 --
 -- Conventions: timestamps are UTC, stored as TIMESTAMP without zone; JSON is stored as TEXT;
 -- integer primary keys autoincrement (SQLite rowid alias; PostgreSQL sequence, see below).
@@ -276,6 +279,8 @@ CREATE TABLE IF NOT EXISTS export_files (
     CONSTRAINT ck_export_files_state CHECK (state IN ('received', 'downloaded', 'matched', 'duplicate',
         'stray', 'ambiguous', 'failed'))
 );
+-- A placed file is checked against the matched files with the same digest (revision 0002).
+CREATE INDEX IF NOT EXISTS ix_export_files_sha256 ON export_files (sha256);
 
 -- The merged export: one row per cooperation record, all columns as JSON (header → value).
 CREATE TABLE IF NOT EXISTS contract_cooperation_records (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bot.config import Settings, load_settings
@@ -11,10 +11,10 @@ from bot.services import Services, build_services
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or (services.settings if services else load_settings())
+    configure_logging(settings)  # first: it also silences the deprecation warnings of imports below
     from bot.web import EXTENSION, api, dashboard, oauth, openapi, ops, webhook
 
-    settings = settings or (services.settings if services else load_settings())
-    configure_logging(settings)
     services = services or build_services(settings)
 
     app = Flask("feishu_bridge")
@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        app.logger.exception("unhandled error")
+        app.logger.exception("unhandled error",
+                             extra={"method": request.method, "path": request.path})
         return jsonify(code=503, msg="temporarily unavailable"), 503
 
     return app

@@ -1,16 +1,17 @@
-"""Engine, sessions and schema initialisation.
+"""Engine, sessions and the schema script.
 
-`schema.sql` is the source of truth; `init_schema` applies its common section plus the
-section for the connected dialect. The SQLAlchemy models in `bot.models` mirror it (a test
-reflects both databases and compares).
+`schema.sql` is the readable current schema. Databases move between versions through the
+Alembic migrations (`bot.migrate`); `init_schema` builds a fresh one straight from schema.sql.
+The SQLAlchemy models in `bot.models` mirror it (tests reflect both databases and compare).
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 SECTION_MARKER = re.compile(r"^-- ===== section: (?P<name>[a-z: ]+?) =====\s*$", re.MULTILINE)
@@ -68,30 +69,62 @@ def _has_statements(sql: str) -> bool:
     return bool(code.strip())
 
 
-def init_schema(engine: Engine, sql: str | None = None) -> list[str]:
-    """Apply schema.sql; idempotent. Returns the names of the sections that ran."""
-    sql = sql if sql is not None else schema_path().read_text(encoding="utf-8")
+def sqlite_statements(sql: str) -> list[str]:
+    """Split a script into statements (trigger bodies kept whole: sqlite3 knows where one ends)."""
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if _has_statements(pending):
+                statements.append(pending.strip())
+            pending = ""
+    if _has_statements(pending):
+        raise ValueError(f"incomplete SQL statement at the end of the script: {pending.strip()[:80]}")
+    return statements
+
+
+def run_schema_sections(connection: Connection, sql: str) -> list[str]:
+    """Run the common section of a schema script, then the connected dialect's, on `connection`
+    (inside its transaction). Returns the names of the sections that ran."""
     sections = split_sections(sql)
-    dialect_section = f"dialect: {engine.dialect.name}"
-    to_run = ["common"] + ([dialect_section] if dialect_section in sections else [])
+    dialect = connection.dialect.name
+    to_run = ["common"] + ([f"dialect: {dialect}"] if f"dialect: {dialect}" in sections else [])
     applied = []
-    raw = engine.raw_connection()
+    cursor = connection.connection.cursor()
     try:
         for name in to_run:
             text = sections[name]
             if not _has_statements(text):
                 continue
-            if engine.dialect.name == "sqlite":
-                raw.driver_connection.executescript(text)  # type: ignore[union-attr]
+            if dialect == "sqlite":
+                for statement in sqlite_statements(text):
+                    cursor.execute(statement)
             else:
                 # No parameters → psycopg uses the simple query protocol: many statements, one call.
-                cursor = raw.cursor()
                 cursor.execute(text)
-                cursor.close()
             applied.append(name)
-        raw.commit()
     finally:
-        raw.close()
+        cursor.close()
+    return applied
+
+
+def init_schema(engine: Engine, sql: str | None = None) -> list[str]:
+    """Create the current schema straight from schema.sql and mark it as the newest revision.
+
+    The quick way to a fresh database (tests, benches); `feishu-bridge db upgrade` gets to the
+    same schema through the migrations, and tests/test_migrations.py proves the two agree. Safe
+    to repeat. Returns the names of the sections that ran.
+    """
+    from bot.migrations import HEAD
+
+    sql = sql if sql is not None else schema_path().read_text(encoding="utf-8")
+    with engine.begin() as connection:
+        applied = run_schema_sections(connection, sql)
+        connection.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL, "
+            "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+        if connection.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 0:
+            connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD})
     return applied
 
 
@@ -99,6 +132,7 @@ __all__ = [
     "init_schema",
     "make_engine",
     "make_session_factory",
+    "run_schema_sections",
     "schema_path",
     "split_sections",
 ]

@@ -15,8 +15,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import lark_oapi as lark
-from lark_oapi.core.model import RequestOption
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
 from bot.config import Settings
@@ -24,7 +22,10 @@ from bot.masking import register_secrets
 from bot.metrics import FEISHU_RETRIES, TOKEN_RETRIES
 from bot.tokens.oauth import TOKEN_PATH
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # lark-oapi takes seconds to import: only where a client is built or called
+    import lark_oapi as lark
+    from lark_oapi.core.model import RequestOption
+
     from bot.tokens.tenant_cache import RedisTokenCache
     from bot.tokens.user_tokens import UserTokens
 
@@ -38,6 +39,8 @@ R = TypeVar("R")
 
 
 def build_client(settings: Settings, cache: RedisTokenCache | None = None) -> lark.Client:
+    import lark_oapi as lark
+
     builder = (
         lark.Client.builder()
         .app_id(settings.feishu_app_id or "cli_unset")
@@ -130,6 +133,8 @@ class Feishu:
 
     def post_oauth_token(self, body: dict[str, str]) -> tuple[int, Any]:
         """The v2 OAuth token endpoint (no access token; answers flat JSON): (HTTP status, JSON)."""
+        import lark_oapi as lark
+
         request = (
             lark.BaseRequest.builder()
             .http_method(lark.HttpMethod.POST)
@@ -168,6 +173,8 @@ class Feishu:
 
     @staticmethod
     def _option(user_token: str | None) -> RequestOption:
+        from lark_oapi.core.model import RequestOption
+
         builder = RequestOption.builder()
         if user_token:
             builder = builder.user_access_token(user_token)

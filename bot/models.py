@@ -346,6 +346,7 @@ class ExportFile(Base):
             "state IN ('received', 'downloaded', 'matched', 'duplicate', 'stray', 'ambiguous', 'failed')",
             name="ck_export_files_state",
         ),
+        Index("ix_export_files_sha256", "sha256"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -424,12 +425,9 @@ class CozeOutbox(Base):
             "status IN ('pending', 'claimed', 'delivered', 'dead')", name="ck_coze_outbox_status"
         ),
         Index("ix_coze_outbox_state", "status", "template_id", "row_key", "id"),
-        Index(
-            "ix_coze_outbox_sync",
-            "sync_id",
-            sqlite_where=text("sync_id IS NOT NULL"),
-            postgresql_where=text("sync_id IS NOT NULL"),
-        ),
+        # Partial in schema.sql (WHERE sync_id IS NOT NULL). The models never create tables, and
+        # a `postgresql_where` here would load the PostgreSQL dialect into every CLI command.
+        Index("ix_coze_outbox_sync", "sync_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -71,7 +71,7 @@ class BridgeStack:
 
         VAULT.files.append(self.workdir / "stack.log")
         try:
-            processes.run([sys.executable, "-m", "bot.cli", "db", "init"], env=env, check=True,
+            processes.run([sys.executable, "-m", "bot.cli", "db", "upgrade"], env=env, check=True,
                           stdout=subprocess.DEVNULL, cwd=ROOT)
             for _ in range(self.workers):
                 self._spawn([sys.executable, "-m", "bot.cli", "worker"], env, log)

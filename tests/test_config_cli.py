@@ -1,4 +1,4 @@
-"""Settings, `config check`, `db init` and the CLI's help."""
+"""Settings, `config check` and the CLI's help (the `db` group: test_db_cli.py)."""
 
 from __future__ import annotations
 
@@ -61,17 +61,6 @@ def test_config_check_masks_secrets_and_names_what_is_missing(tmp_path):
     assert doc["missing_for_real_feishu"] == ["FEISHU_VERIFICATION_TOKEN", "ADMIN_TOKEN",
                                               "TOKEN_ENCRYPTION_KEY", "ADMIN_CHAT_ID"]
     assert SECRET not in as_json.output
-
-
-def test_db_init_is_idempotent(tmp_path):
-    runner = CliRunner()
-    env = _env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
-    for _ in range(2):
-        result = runner.invoke(main, ["--env-file", str(tmp_path / "none.env"), "db", "init"], env=env)
-        assert result.exit_code == 0, result.output
-        assert "schema applied (common) to sqlite" in result.output
-    events = runner.invoke(main, ["--env-file", str(tmp_path / "none.env"), "events", "--json"], env=env)
-    assert json.loads(events.output) == {"counts": {}, "recent": []}
 
 
 def test_every_command_explains_itself():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -57,13 +58,19 @@ def _stop(process: subprocess.Popen, timeout: float = 40) -> int:
     return process.wait(timeout)
 
 
-def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
+def spawn_up_sandbox(cwd: Path) -> tuple[subprocess.Popen, int, int]:
+    """`up --sandbox` with one worker in `cwd`, output merged into a pipe (not a TTY: JSON logs)."""
     port, sandbox_port = free_port(), free_port()
     process = processes.spawn(
         [sys.executable, "-m", "bot.cli", "up", "--sandbox", "--port", str(port),
          "--sandbox-port", str(sandbox_port), "--workers", "1"],
-        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=cwd, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
+    return process, port, sandbox_port
+
+
+def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
+    process, port, sandbox_port = spawn_up_sandbox(tmp_path)
     try:
         output = _read_until(process, ROUND_TRIP_OK, timeout=120)
         VAULT.lines.append(output)  # for the suite's secrets scan
@@ -82,13 +89,35 @@ def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
         assert (tmp_path / "var" / "sandbox" / "feishu-bridge.db").exists()
         redis = EmbeddedRedis(tmp_path / "var" / "sandbox" / "redis")
         assert redis.is_running()
+        # A second terminal in the same directory, nothing set: its commands find the running
+        # stack (var/stack.json) and use the sandbox's database and Redis.
+        _second_terminal_sees_the_stack(tmp_path, sandbox_port, redis.url)
     finally:
         code = _stop(process)
     assert code == 0
+    assert not (tmp_path / "var" / "stack.json").exists(), "up left its state file behind"
     assert not redis.is_running(), "embedded redis left running after shutdown"
     assert process.poll() is not None
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def _second_terminal_sees_the_stack(cwd: Path, sandbox_port: int, redis_url: str) -> None:
+    def cli(*argv: str):
+        done = processes.run([sys.executable, "-m", "bot.cli", *argv, "--json"], cwd=cwd, env=_clean_env(),
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        VAULT.lines.append(done.stdout + done.stderr)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (argv, done.stderr)
+        return json.loads(done.stdout)
+
+    stack = json.loads((cwd / "var" / "stack.json").read_text())
+    assert stack["sandbox_port"] == sandbox_port and stack["redis_url"] == redis_url
+    events = cli("events")  # the /ping typed into the sandbox chat, recorded by the stack's web app
+    assert "im.message.receive_v1" in {r["event_type"] for r in events["recent"]}, events
+    assert cli("coze", "list") == []  # the sandbox database is at head (no "run db upgrade")
+    shown = cli("config", "check")["settings"]
+    assert shown["FEISHU_BASE_URL"] == f"http://127.0.0.1:{sandbox_port}" and shown["REDIS_URL"] == redis_url
+    assert not (cwd / "var" / "feishu-bridge.db").exists()  # nothing went to the unswitched var/
 
 
 def _readme_command(number: int) -> str:

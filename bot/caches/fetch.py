@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.feishu import Feishu
+if TYPE_CHECKING:
+    from bot.feishu import Feishu
 
 RECORDS_PAGE = 500
 BATCH_GET = 100

@@ -1,5 +1,5 @@
 """`python -m bot.cli …`: how `up` and the tests start the bridge's processes."""
 
-from bot.cli.main import main
+from bot.cli import run
 
-main()
+run()

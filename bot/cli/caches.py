@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.common import open_services
+from bot.cli.common import open_engine, open_services
 
 # -- caches --------------------------------------------------------------------------------
 
@@ -53,11 +53,11 @@ def sources_list(ctx: click.Context, as_json: bool) -> None:
     """Declared sources and how their last sync went."""
     from bot.caches import store
 
-    with open_services(ctx) as services:
+    with open_engine(ctx) as engine:
         rows = [{"name": s.name, "kind": s.kind, "token": s.token, "obj_type": s.obj_type, "title": s.title,
                  "interval_seconds": s.interval_seconds, "as_user": s.as_user, "status": s.status,
                  "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
-                 "last_error": s.last_error} for s in store.list_sources(services.engine)]
+                 "last_error": s.last_error} for s in store.list_sources(engine)]
     if as_json:
         click.echo(json.dumps({"sources": rows}, ensure_ascii=False, indent=2))
         return
@@ -105,9 +105,8 @@ def sync(ctx: click.Context, names: tuple[str, ...], once: bool, force: bool, in
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bot.caches import store
-    from bot.caches.sources import SourceError
     from bot.caches.sync import sync_source
-    from bot.tokens.user_tokens import TokenError
+    from bot.cli.errors import explain
 
     with open_services(ctx) as services:
         while True:
@@ -125,9 +124,7 @@ def sync(ctx: click.Context, names: tuple[str, ...], once: bool, force: bool, in
                                              progress=lambda n, t=task: progress.advance(t, n))
                         results.append(result)
                     except Exception as exc:  # a sync failure is reported, the others still run
-                        known = isinstance(exc, SourceError | TokenError)  # their messages say it all
-                        failures.append({"source": name,
-                                         "error": str(exc) if known else f"{type(exc).__name__}: {exc}"})
+                        failures.append({"source": name, "error": explain(exc, services.settings)})
                     progress.update(task, total=progress.tasks[task].completed or 1,
                                     completed=progress.tasks[task].completed or 1)
             _print_sync_summary(results, failures, as_json)
@@ -166,8 +163,8 @@ def cache_summary(ctx: click.Context, as_json: bool) -> None:
     """Per source and table: records, fields, last sync, staleness."""
     from bot.caches import store
 
-    with open_services(ctx) as services:
-        rows = store.summary(services.engine)
+    with open_engine(ctx) as engine:
+        rows = store.summary(engine)
     if as_json:
         click.echo(json.dumps({"sources": rows}, ensure_ascii=False, indent=2))
         return

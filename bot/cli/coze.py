@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bot.cli.common import console, open_services
+from bot.cli.common import console, open_engine, open_services, settings_of
 
 OPERATIONS = ("insert", "update", "delete")
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    # click.echo, not the rich console: that one wraps long lines at 80 columns off a terminal
+    click.echo(f"{click.style('error:', fg='red')} {message}", err=True)
     sys.exit(2)
 
 
@@ -110,10 +111,14 @@ def coze() -> None:
 @click.pass_context
 def list_templates(ctx: click.Context, as_json: bool) -> None:
     """List templates (keys masked)."""
-    from bot.coze import templates
+    from sqlalchemy.orm import Session
 
-    with open_services(ctx) as services, services.sessions() as session:
-        rows = [templates.public(services, t) for t in templates.list_all(session)]
+    from bot.coze import templates
+    from bot.tokens.secretbox import build_secret_box
+
+    box = build_secret_box(settings_of(ctx))
+    with open_engine(ctx) as engine, Session(engine) as session:  # reading needs no Redis
+        rows = [templates.public(box, t) for t in templates.list_all(session)]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -143,7 +148,7 @@ def show(ctx: click.Context, template_uuid: str) -> None:
     def action():
         with open_services(ctx) as services, services.sessions() as session:
             template = templates.get(session, template_uuid)
-            config = templates.public(services, template, session)
+            config = templates.public(services.secret_box, template, session)
             return {"config": config, "outbox": outbox.counts(services.engine, template.id)}
 
     click.echo(json.dumps(_guarded(action), ensure_ascii=False, indent=2))
@@ -162,7 +167,7 @@ def create(ctx, title, table, workflow, api_url, api_key_stdin, fields, on, mapp
     def action():
         with open_services(ctx) as services:
             template = templates.create(services, TemplateCreate.model_validate(values))
-            return templates.public(services, template)
+            return templates.public(services.secret_box, template)
 
     config = _guarded(action)
     if as_json:
@@ -189,9 +194,8 @@ def update(
 
     def action():
         with open_services(ctx) as services:
-            return templates.public(
-                services, templates.update(services, template_uuid, TemplateFields.model_validate(values))
-            )
+            changed = templates.update(services, template_uuid, TemplateFields.model_validate(values))
+            return templates.public(services.secret_box, changed)
 
     config = _guarded(action)
     click.echo(json.dumps(config, ensure_ascii=False, indent=2) if as_json else f"updated {template_uuid}")

@@ -12,6 +12,7 @@ import sys
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -19,13 +20,10 @@ from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
 
-from bot.cli.common import console, open_services, settings_of
-from bot.export import auth as store
-from bot.export import runner
-from bot.export.auth import NoExportAuth, load
-from bot.export.options import RunOptions
-from bot.export.progress import Progress, progress, window_list
-from bot.export.schedule import schedule_plan
+from bot.cli.common import console, open_engine, open_services, settings_of
+
+if TYPE_CHECKING:  # the commands import what they use: `--help` and `status` stay fast
+    from bot.export.progress import Progress
 
 
 def _parse_day(value: str | None, option: str) -> date | None:
@@ -62,6 +60,7 @@ def export() -> None:
 @click.pass_context
 def export_auth(ctx: click.Context, curl_file, probe: bool, as_json: bool) -> None:
     """Store the export endpoint's session (from a curl), or show the stored one, masked."""
+    from bot.export import auth as store
     from bot.export.curl import CurlError, parse_curl, problems
 
     with open_services(ctx) as services:
@@ -123,6 +122,11 @@ def export_run(
     ctx: click.Context, start: str | None, end: str | None, as_json: bool, wait: bool, **overrides
 ) -> None:
     """Start a run: windows are planned, exported, caught, downloaded and checked by the workers."""
+    from bot.export import runner
+    from bot.export.auth import NoExportAuth, load
+    from bot.export.options import RunOptions
+    from bot.export.progress import progress
+
     settings = settings_of(ctx)
     first = _parse_day(start, "--from") or date.fromisoformat(settings.export_range_start)
     last = _parse_day(end, "--to") or date.today()
@@ -156,6 +160,8 @@ def export_run(
 def _kick(services, run_id: int) -> None:
     from rq import Worker
 
+    from bot.export.schedule import schedule_plan
+
     if not Worker.all(connection=services.redis):
         console.print(
             "[yellow]no workers are running: the run starts when `feishu-bridge up` (or `worker`) "
@@ -165,6 +171,8 @@ def _kick(services, run_id: int) -> None:
 
 
 def _watch(services, run_id: int, as_json: bool, poll: float = 0.5) -> None:
+    from bot.export.progress import progress
+
     columns = [
         TextColumn("[bold]export[/bold]"),
         BarColumn(),
@@ -221,8 +229,10 @@ def _print_status(status: Progress, as_json: bool) -> None:
         )
 
 
-def _run_id(services, run: int | None) -> int:
-    found = run or runner.active_run_id(services.engine) or runner.latest_run_id(services.engine)
+def _run_id(engine, run: int | None) -> int:
+    from bot.export import runner
+
+    found = run or runner.active_run_id(engine) or runner.latest_run_id(engine)
     if found is None:
         raise click.ClickException("no export run yet: start one with `feishu-bridge export run`")
     return found
@@ -235,10 +245,12 @@ def _run_id(services, run: int | None) -> int:
 @click.pass_context
 def export_status(ctx: click.Context, run: int | None, show_windows: bool, as_json: bool) -> None:
     """Where the run stands: windows by state, records, calls, ETA, problems."""
-    with open_services(ctx) as services:
-        run_id = _run_id(services, run)
-        status = progress(services.engine, run_id)
-        windows = window_list(services.engine, run_id) if show_windows else None
+    from bot.export.progress import progress, window_list
+
+    with open_engine(ctx) as engine:  # reading needs no Redis
+        run_id = _run_id(engine, run)
+        status = progress(engine, run_id)
+        windows = window_list(engine, run_id) if show_windows else None
     if as_json:
         click.echo(
             json.dumps(
@@ -270,6 +282,9 @@ def export_status(ctx: click.Context, run: int | None, show_windows: bool, as_js
 @click.pass_context
 def export_resume(ctx: click.Context, wait: bool, as_json: bool) -> None:
     """Continue the active run (after a pause for auth, or a crash): nothing is redone twice."""
+    from bot.export import auth as store
+    from bot.export import runner
+
     with open_services(ctx) as services:
         run_id = runner.active_run_id(services.engine)
         if run_id is None:
@@ -295,8 +310,10 @@ def export_resume(ctx: click.Context, wait: bool, as_json: bool) -> None:
 @click.pass_context
 def export_retry(ctx: click.Context, window: int) -> None:
     """Export WINDOW (an id from `export status --windows`) again."""
+    from bot.export import runner
+
     with open_services(ctx) as services:
-        run_id = _run_id(services, None)
+        run_id = _run_id(services.engine, None)
         try:
             runner.retry_window(services.engine, run_id, window)
         except runner.RunConflict as exc:
@@ -309,6 +326,8 @@ def export_retry(ctx: click.Context, window: int) -> None:
 @click.pass_context
 def export_cancel(ctx: click.Context) -> None:
     """Stop the active run (its files and state stay; `export run` can start a new one)."""
+    from bot.export import runner
+
     with open_services(ctx) as services:
         run_id = runner.active_run_id(services.engine)
         if run_id is None:
@@ -342,7 +361,7 @@ def export_merge(ctx: click.Context, run: int | None, out_dir: Path | None, spot
 
     settings = settings_of(ctx)
     with open_services(ctx) as services:
-        run_id = _run_id(services, run)
+        run_id = _run_id(services.engine, run)
         started = time.perf_counter()
         outputs = build_outputs(
             services.engine,
@@ -378,7 +397,7 @@ def export_verify(ctx: click.Context, run: int | None, as_json: bool) -> None:
     with open_services(ctx) as services:
         result = verify_run(
             services.engine,
-            _run_id(services, run),
+            _run_id(services.engine, run),
             id_column=settings.export_id_column,
             time_column=settings.export_time_column,
         )

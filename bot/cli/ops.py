@@ -1,5 +1,5 @@
-"""`feishu-bridge config|db|worker|cron|web|up|sandbox|events`: configuration, schema, the
-bridge's processes and the event receipts."""
+"""`feishu-bridge config|worker|cron|web|up|sandbox|events`: configuration, the bridge's
+processes and the event receipts."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.common import mask_url, settings_of
+from bot.cli.common import mask_url, open_engine, settings_of
 from bot.config import Settings
 from bot.masking import mask
+from bot.migrate import require_current_url
 
 # -- config ------------------------------------------------------------------------------
 
@@ -72,29 +73,6 @@ def _config_rows(settings: Settings) -> list[tuple[str, str]]:
 
 
 
-# -- db ----------------------------------------------------------------------------------
-
-
-@click.group()
-def db() -> None:
-    """Database schema management."""
-
-
-@db.command("init")
-@click.pass_context
-def db_init(ctx: click.Context) -> None:
-    """Create or update the schema from schema.sql (idempotent: safe on every release)."""
-    from bot.db import init_schema, make_engine
-
-    settings = settings_of(ctx)
-    engine = make_engine(settings.effective_database_url)
-    try:
-        sections = init_schema(engine)
-    finally:
-        engine.dispose()
-    click.echo(f"schema applied ({', '.join(sections)}) to {mask_url(settings.effective_database_url)}")
-
-
 # -- processes ---------------------------------------------------------------------------
 
 
@@ -112,6 +90,7 @@ def worker(ctx: click.Context, queues: tuple[str, ...], burst: bool) -> None:
     unknown = set(queues) - set(ALL_QUEUES)
     if unknown:
         raise click.BadParameter(f"unknown queue(s) {sorted(unknown)}; known: {list(ALL_QUEUES)}")
+    require_current_url(settings_of(ctx).effective_database_url)
     runtime = prepare(settings_of(ctx))
     configure_logging(runtime.settings)
     try:
@@ -128,6 +107,7 @@ def cron(ctx: click.Context) -> None:
     from bot.processes.cron import run_cron
     from bot.processes.runtime import prepare
 
+    require_current_url(settings_of(ctx).effective_database_url)
     runtime = prepare(settings_of(ctx))
     configure_logging(runtime.settings)
     try:
@@ -144,6 +124,7 @@ def web(ctx: click.Context, port: int | None) -> None:
     from bot.processes.runtime import prepare
     from bot.processes.web import exec_gunicorn
 
+    require_current_url(settings_of(ctx).effective_database_url)
     runtime = prepare(settings_of(ctx))
     exec_gunicorn(runtime.child_env(PORT=str(port or runtime.settings.port), HOST=runtime.settings.host))
 
@@ -206,15 +187,11 @@ def sandbox(host: str, port: int, webhook_url: str, redelivery: str, plain_event
 @click.pass_context
 def events(ctx: click.Context, as_json: bool, limit: int) -> None:
     """Event receipts: counts by status and the most recent ones."""
-    from bot.db import make_engine
     from bot.intake import receipts
 
-    engine = make_engine(settings_of(ctx).effective_database_url)
-    try:
+    with open_engine(ctx) as engine:
         counts = receipts.counts_by_status(engine)
         recent = receipts.latest(engine, limit)
-    finally:
-        engine.dispose()
     rows = [
         {"id": r.id, "event_id": r.event_id, "event_type": r.event_type, "status": r.status,
          "attempts": r.attempts, "received_at": r.received_at.isoformat(), "last_error": r.last_error}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import uuid as uuid_module
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,7 +16,10 @@ from bot.coze.keys import masked_key, seal_key
 from bot.coze.spec import FieldMapping, TemplateCreate, TemplateFields, validate
 from bot.coze.triggers import TriggerPlan, installed_triggers, replace_triggers
 from bot.models import CozeTemplate
-from bot.services import Services
+
+if TYPE_CHECKING:
+    from bot.services import Services
+    from bot.tokens.secretbox import SecretBox
 
 
 class TemplateNotFound(LookupError):
@@ -46,15 +49,15 @@ def plan_for(template: CozeTemplate) -> TriggerPlan:
     )
 
 
-def public(services: Services, template: CozeTemplate, session: Session | None = None) -> dict[str, Any]:
-    """The seed's shape plus what an operator needs; the key only masked."""
+def public(box: SecretBox, template: CozeTemplate, session: Session | None = None) -> dict[str, Any]:
+    """The seed's shape plus what an operator needs; the key only masked (`box` opens it)."""
     document = {
         "uuid": template.uuid,
         "config_title": template.config_title,
         "table_name": template.table_name,
         "coze_workflow_id": template.coze_workflow_id,
         "coze_api_url": template.coze_api_url,
-        "coze_api_key": masked_key(services.secret_box, template.coze_api_key),
+        "coze_api_key": masked_key(box, template.coze_api_key),
         "selected_fields": json.loads(template.selected_fields),
         "sync_on_insert": template.sync_on_insert,
         "sync_on_update": template.sync_on_update,

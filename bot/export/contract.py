@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from bot.export.curl import ExportAuth, export_body
+
+if TYPE_CHECKING:  # the caller hands in the client: reading a run's state needs no httpx
+    import httpx
 
 PROBE_PATH = "/clm/api/user/info"  # assumption: any session-checked GET works as a probe
 TIMEZONE_OFFSET = "-480"  # minutes, as the browser sends it (UTC+8)
@@ -77,6 +78,8 @@ class ContractClient:
         return self._send("GET", auth.origin + PROBE_PATH, headers, None)
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: Any) -> Reply:
+        import httpx
+
         try:
             response = self.http.request(method, url, headers=headers, json=body)
         except httpx.HTTPError as exc:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lark_oapi.core.utils.decryptor import AESCipher
-
 HEADER_TIMESTAMP = "X-Lark-Request-Timestamp"
 HEADER_NONCE = "X-Lark-Request-Nonce"
 HEADER_SIGNATURE = "X-Lark-Signature"
@@ -141,6 +139,8 @@ def examine(
             return Refusal(Reason.NO_ENCRYPT_KEY, "body is encrypted but FEISHU_ENCRYPT_KEY is unset")
         if not isinstance(encrypted, str):
             return Refusal(Reason.UNDECRYPTABLE, "'encrypt' must be a base64 string")
+        from lark_oapi.core.utils.decryptor import AESCipher  # slow to import; the web app has it loaded
+
         try:
             plain = AESCipher(encrypt_key).decrypt_str(encrypted)
         except (ValueError, binascii.Error, UnicodeDecodeError, TypeError):

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from bot.intake import receipts
 from bot.intake.routes import handler_for
+from bot.logs import event_context
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ def process_receipt(services: Services, receipt_id: int) -> str:
     claimed = receipts.claim(services.engine, receipt_id, lease)
     if claimed is None:
         return "skipped (already processed or being processed)"
+    with event_context(claimed.event_id):  # every line logged from here on names the event
+        return _run_handler(services, claimed)
+
+
+def _run_handler(services: Services, claimed: receipts.Claimed) -> str:
+    receipt_id = claimed.id
     handler = handler_for(claimed.event_type)
     if handler is None:
         receipts.finish(services.engine, receipt_id)

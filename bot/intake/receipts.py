@@ -7,13 +7,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from bot.intake.parse import ParsedEvent
 from bot.models import EventReceipt, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from bot.intake.parse import ParsedEvent
 
 
 class NewReceipt(NamedTuple):

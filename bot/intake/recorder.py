@@ -84,7 +84,8 @@ class Recorder:
             try:
                 self._flush(batch)
             except Exception as exc:
-                log.exception("intake batch failed")
+                log.exception("intake batch failed",
+                              extra={"event_ids": [item.event.event_id for item in batch]})
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(StorageUnavailable(str(exc)))

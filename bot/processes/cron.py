@@ -3,6 +3,7 @@ deployment), and on PostgreSQL it also listens for the Coze outbox's NOTIFY."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,6 +11,8 @@ from rq.utils import import_attribute
 
 from bot.config import Settings
 from bot.queue import Jobs, QueueName
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,16 @@ def build_cron(settings: Settings):
     cron = CronScheduler(
         connection=connect_redis(settings.redis_url), logging_level=settings.log_level.upper()
     )
+    registered = []
     for entry in SCHEDULE:
         every = entry.every(settings)
         if every > 0:
+            name = entry.job.rsplit(".", 1)[-1]
             cron.register(import_attribute(entry.job), queue_name=entry.queue, interval=every,
-                          job_timeout=entry.timeout, name=entry.job.rsplit(".", 1)[-1])
+                          job_timeout=entry.timeout, name=name)
+            registered.append(f"{name} {every}s")
+    # one line for the schedule; RQ's line per job and per enqueue are DEBUG (see bot.logs)
+    log.info("periodic jobs: %s", ", ".join(registered))
     return cron
 
 

@@ -41,6 +41,19 @@ control_socket_disable = True  # several bridges (and tests) on one host must no
 gc.freeze()
 
 
+def on_starting(server):
+    """Refuse to serve a database that is not at this build's schema (one line, exit 1)."""
+    import sys
+
+    from bot.migrate import DatabaseNotReady, require_current_url
+
+    try:
+        require_current_url(_settings.effective_database_url)
+    except DatabaseNotReady as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 def post_worker_init(worker):
     gc.collect()
     gc.freeze()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -10,8 +11,9 @@ import httpx
 from pydantic import SecretStr
 
 from bot.config import Settings
-from bot.db import init_schema, make_engine
+from bot.db import make_engine
 from bot.metrics import prepare_multiprocess_dir
+from bot.processes import stackfile
 from bot.processes.runtime import Runtime, metrics_dir, prepare
 from bot.processes.supervisor import Supervisor
 from bot.processes.web import gunicorn_argv
@@ -60,15 +62,19 @@ def _feishu_env(settings: Settings) -> dict[str, str]:
 
 def run_up(settings: Settings, *, use_sandbox: bool, port: int | None, sandbox_port: int,
            n_workers: int | None, check: bool) -> int:
+    home = settings.var_dir  # where var/stack.json goes: the directory other terminals look in
     if use_sandbox:
         settings = sandbox_settings(settings, sandbox_port)
     if port:
         settings = settings.model_copy(update={"port": port})
     runtime = prepare(settings)
     try:
+        stackfile.write(home, port=settings.port, sandbox_port=sandbox_port if use_sandbox else None,
+                        redis_url=None if settings.redis_url else runtime.settings.redis_url)
         return _run(runtime, use_sandbox=use_sandbox, sandbox_port=sandbox_port,
                     n_workers=n_workers, check=check)
     finally:
+        stackfile.remove(home)
         runtime.shutdown()
 
 
@@ -78,7 +84,7 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
     prepare_multiprocess_dir(metrics_dir(settings), wipe=True)
     engine = make_engine(settings.effective_database_url)
     try:
-        init_schema(engine)
+        _upgrade_if_ours(engine, settings)
         if use_sandbox:  # the Coze sync docs' example tables, to try templates on
             from sandbox.demo_tables import create_demo_tables
 
@@ -90,6 +96,8 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
     python = sys.executable
     webhook_url = f"http://127.0.0.1:{settings.port}/webhook/event"
     supervisor = Supervisor()
+    if supervisor.pretty and settings.log_json is None:  # lines go to a terminal: text, not JSON
+        env["LOG_JSON"] = "false"
     if use_sandbox:
         supervisor.add("sandbox", [python, "-m", "bot.cli", "sandbox", "--port", str(sandbox_port),
                                    "--webhook-url", webhook_url], env)
@@ -101,27 +109,73 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
     def on_ready() -> None:
         base = f"http://127.0.0.1:{settings.port}"
         _wait_healthy(base)
-        print(f"\n✓ Feishu Bridge is up on {base}", flush=True)
-        print(f"  Feishu event subscription request URL: http(s)://<your public host>{'/webhook/event'}")
-        print(f"  Dashboard: {base}/   Health: {base}/healthz   Metrics: {base}/metrics")
-        print(f"  Redis: {settings.redis_url}   Database: {settings.effective_database_url}")
-        how = "the sandbox approves automatically" if use_sandbox else "or run `feishu-bridge auth login`"
-        print(f"  Feishu user login (OAuth): open {base}/oauth/login ({how})")
-        if use_sandbox:
-            sb = f"http://127.0.0.1:{sandbox_port}"
-            print(f"  Sandbox (emulated Feishu): {sb}")
-            print(f"    say something:  curl -s -XPOST {sb}/sandbox/chat -d '{{\"text\": \"/ping\"}}'")
-            print(f"    see bot replies: curl -s {sb}/sandbox/sent")
-            print("    try: /help, /status, /export start 2022-01-01 2022-03-31 (after `export auth`)")
-            if settings.admin_token.get_secret_value() == SANDBOX_ADMIN_TOKEN:
-                print(f"  Dashboard login (sandbox): admin token {SANDBOX_ADMIN_TOKEN}")
-            if check:
-                ok = ping_round_trip(sb)
-                print("  ✓ /ping → pong round trip through the sandbox works" if ok
-                      else "  ✗ /ping got no pong within 30 s (see logs above)", flush=True)
-        print("Press Ctrl-C to stop.\n", flush=True)
+        sb = f"http://127.0.0.1:{sandbox_port}" if use_sandbox else None
+        pong = ping_round_trip(sb) if sb and check else None
+        # one block, printed whole once the check is done, so no log line lands inside it
+        supervisor.echo("\n".join(summary(settings, base, sb, pong)) + "\n")
 
     return supervisor.run(on_ready)
+
+
+def summary(settings: Settings, base: str, sandbox: str | None, pong: bool | None) -> list[str]:
+    """What `up` prints once everything answers: one screen, at most 100 columns."""
+    how = "the sandbox approves automatically" if sandbox else "or run `feishu-bridge auth login`"
+    token = (f"admin token {SANDBOX_ADMIN_TOKEN}; "
+             if settings.admin_token.get_secret_value() == SANDBOX_ADMIN_TOKEN else "")
+    lines = [
+        "",
+        f"✓ Feishu Bridge is up on {base}",
+        f"  Dashboard   {base}/  ({token}also /healthz, /metrics)",
+        "  Webhook     http(s)://<your public host>/webhook/event (event subscription request URL)",
+        f"  User login  open {base}/oauth/login ({how})",
+        f"  Database    {_shown(settings.effective_database_url)}",
+        f"  Redis       {_shown(settings.redis_url)}",
+    ]
+    if sandbox:
+        lines += [
+            f"  Sandbox     {sandbox} (emulated Feishu)",
+            f"    say something:   curl -s -XPOST {sandbox}/sandbox/chat -d '{{\"text\": \"/ping\"}}'",
+            f"    see bot replies: curl -s {sandbox}/sandbox/sent",
+            "    try: /help, /status, /export start 2022-01-01 2022-03-31 (after `export auth`)",
+        ]
+    if pong is not None:
+        lines.append("  ✓ /ping → pong round trip through the sandbox works" if pong
+                     else "  ✗ /ping got no pong within 30 s (see the logs above)")
+    return [*lines, "Press Ctrl-C to stop.", ""]
+
+
+def _shown(url: str) -> str:
+    """A URL for people: a local file relative to here, a password hidden."""
+    from sqlalchemy.engine import make_url
+
+    scheme, _, rest = url.partition("://")
+    path = None
+    if scheme == "unix":
+        path = rest.split("?", 1)[0]
+    elif scheme.startswith("sqlite"):
+        path = make_url(url).database
+    if path:
+        relative = os.path.relpath(path)
+        return relative if not relative.startswith("..") else path
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: hide whatever sits before an @
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+
+
+def _upgrade_if_ours(engine, settings: Settings) -> None:
+    """The embedded SQLite database (and any empty one) is brought to this build's schema, after
+    a backup; a configured database that is behind is left to `feishu-bridge db upgrade`, run
+    deliberately (the Procfile's release phase)."""
+    from bot.migrate import require_current, status, upgrade
+
+    if settings.database_url and status(engine).state != "empty":
+        require_current(engine)
+        return
+    moved = upgrade(engine, backup_dir=settings.var_dir / "backups")
+    if moved.changed:
+        print(f"✓ database schema {moved.before or 'created'} → {moved.after}"
+              + (f" (backup: {moved.backup})" if moved.backup else ""), flush=True)
 
 
 def _wait_healthy(base: str, timeout: float = 60.0) -> bool:

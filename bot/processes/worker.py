@@ -21,6 +21,7 @@ def preload_job_modules() -> None:
     once in the parent, and each forked work horse inherits them instead of importing again."""
     for name in {*Jobs.names(), *EVENT_HANDLERS.values()}:
         importlib.import_module(name.rsplit(".", 1)[0])
+    importlib.import_module("lark_oapi")  # the modules above import it only where they call Feishu
 
 
 def run_worker(settings: Settings, queue_names: list[str] | None = None, *, burst: bool = False) -> bool:
@@ -40,6 +41,9 @@ def run_worker(settings: Settings, queue_names: list[str] | None = None, *, burs
         connection=services.redis,
         name=f"{socket.gethostname()}.{os.getpid()}",
     )
+    # RQ logs each job at INFO several times over; bot.logs demotes those lines to DEBUG, and
+    # this one RQ can leave out itself. A failed job still logs its traceback at ERROR.
+    worker.log_result_lifespan = False
     # Every job runs in a forked work horse: freeze what is loaded so a horse's collections do not
     # walk (and copy-on-write) the ~400k objects the SDK leaves behind.
     gc.collect()

@@ -16,18 +16,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis import Redis
-from redis.exceptions import LockError
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
-from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from bot import alerts
 from bot.config import Settings
 from bot.masking import register_secrets
-from bot.metrics import TOKEN_REFRESHES
 from bot.models import OAuthToken, TokenRefresh, utcnow
 from bot.tokens.oauth import (
     ErrorClass,
@@ -39,6 +34,9 @@ from bot.tokens.oauth import (
     seconds_left,
 )
 from bot.tokens.secretbox import SecretBox
+
+if TYPE_CHECKING:  # Redis, tenacity and alerts are imported where a refresh uses them:
+    from redis import Redis  # reading grants (`auth status`) needs none of them
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +58,21 @@ class ReauthRequired(TokenError):
 
 class TokenUnavailable(TokenError):
     """Transient: Feishu or the lock did not answer in time; a retry later can succeed."""
+
+
+def list_grants(engine: Engine) -> list[OAuthToken]:
+    """Every stored grant, still sealed: for status pages, which need neither Redis nor the SDK."""
+    with Session(engine) as session:
+        return list(session.scalars(select(OAuthToken).order_by(OAuthToken.id)))
+
+
+def refresh_history(engine: Engine, subject: str, limit: int = 10) -> list[TokenRefresh]:
+    """A user's refresh attempts and grant changes, newest first."""
+    with Session(engine) as session:
+        return list(session.scalars(
+            select(TokenRefresh).where(TokenRefresh.subject == subject)
+            .order_by(TokenRefresh.id.desc()).limit(limit)
+        ))
 
 
 @dataclass(frozen=True)
@@ -143,15 +156,10 @@ class UserTokens:
         return subject
 
     def grants(self) -> list[OAuthToken]:
-        with Session(self._engine) as session:
-            return list(session.scalars(select(OAuthToken).order_by(OAuthToken.id)))
+        return list_grants(self._engine)
 
     def history(self, subject: str, limit: int = 10) -> list[TokenRefresh]:
-        with Session(self._engine) as session:
-            return list(session.scalars(
-                select(TokenRefresh).where(TokenRefresh.subject == subject)
-                .order_by(TokenRefresh.id.desc()).limit(limit)
-            ))
+        return refresh_history(self._engine, subject, limit)
 
     # -- refresh ------------------------------------------------------------------------
 
@@ -169,6 +177,8 @@ class UserTokens:
 
     def _refresh_locked(self, subject: str, *, rejected: str | None, cause: str, margin: float,
                         force: bool) -> str:
+        from redis.exceptions import LockError
+
         ttl = self._settings.token_lock_ttl_seconds
         lock = self._redis.lock(f"fb:lock:user-token:{subject}", timeout=ttl,
                                 blocking_timeout=ttl + 5, thread_local=False)
@@ -243,6 +253,8 @@ class UserTokens:
 
     def _exchange(self, body: dict[str, str]) -> TokenPair:
         """POST the grant; transient failures retried with backoff, 3 attempts in all."""
+        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
         def attempt() -> TokenPair:
             try:
                 status, payload = self._post_token(body)
@@ -309,6 +321,8 @@ class UserTokens:
         raise TokenUnavailable(f"could not refresh the Feishu token of {row.subject}: {exc}") from exc
 
     def _mark_reauth(self, row: OAuthToken, cause: str, code: int | None, message: str) -> None:
+        from bot import alerts
+
         now = self._now()
         with Session(self._engine) as session, session.begin():
             session.execute(update(OAuthToken).where(OAuthToken.subject == row.subject)
@@ -334,6 +348,8 @@ class UserTokens:
     def _history(subject: str, cause: str, outcome: str, *, now: datetime, pair: TokenPair | None = None,
                  row: OAuthToken | None = None, code: int | None = None, error: str | None = None
                  ) -> TokenRefresh:
+        from bot.metrics import TOKEN_REFRESHES  # prometheus-client: not for reading grants
+
         TOKEN_REFRESHES.labels(outcome).inc()
         expires_at = pair.expires_at if pair else (row.expires_at if row else None)
         refresh_at = (pair.refresh_expires_at if pair else None) or (row.refresh_expires_at if row else None)

@@ -64,14 +64,15 @@ def create_template():
     services = app_services()
     template = templates.create(services, TemplateCreate.model_validate(_body()))
     schedule.wake_dispatcher(services)
-    return jsonify(success=True, message="同步模板创建成功", config=templates.public(services, template)), 201
+    config = templates.public(services.secret_box, template)
+    return jsonify(success=True, message="同步模板创建成功", config=config), 201
 
 
 @bp.get("/", strict_slashes=False)
 def list_templates():
     services = app_services()
     with services.sessions() as session:
-        return jsonify([templates.public(services, t) for t in templates.list_all(session)])
+        return jsonify([templates.public(services.secret_box, t) for t in templates.list_all(session)])
 
 
 @bp.get("/preview")
@@ -90,7 +91,7 @@ def show_template(template_uuid: str):
     services = app_services()
     with services.sessions() as session:
         template = templates.get(session, template_uuid)
-        config = templates.public(services, template, session)
+        config = templates.public(services.secret_box, template, session)
     return jsonify(success=True, config=config, outbox=outbox.counts(services.engine, template.id))
 
 
@@ -101,7 +102,8 @@ def update_template(template_uuid: str):
     changes = body["updates"] if isinstance(body.get("updates"), dict) and len(body) == 1 else body
     services = app_services()
     template = templates.update(services, template_uuid, TemplateFields.model_validate(changes))
-    return jsonify(success=True, message="同步模板更新成功", config=templates.public(services, template))
+    config = templates.public(services.secret_box, template)
+    return jsonify(success=True, message="同步模板更新成功", config=config)
 
 
 @bp.delete("/<template_uuid>")

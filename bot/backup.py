@@ -1,0 +1,92 @@
+"""Backups of the embedded SQLite database, taken with SQLite's online backup API.
+
+The API copies a consistent snapshot page by page while other processes keep writing (WAL
+included), so a backup needs no downtime. PostgreSQL deployments use `pg_dump` instead
+(docs/migrations.md).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+AUTO_PREFIX = "auto-"
+KEEP_AUTOMATIC = 5
+
+
+class BackupError(RuntimeError):
+    """A backup or restore that cannot be done: the message is one line for the user."""
+
+
+def sqlite_path(database_url: str) -> Path:
+    """The file behind a SQLite URL; BackupError for anything else."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        raise BackupError(f"`db backup`/`db restore` cover SQLite databases; this one is "
+                          f"{url.get_backend_name()}: use pg_dump / pg_restore (docs/migrations.md)")
+    if not url.database or url.database == ":memory:":
+        raise BackupError("an in-memory SQLite database cannot be backed up")
+    return Path(url.database)
+
+
+def backup(database_url: str, target: Path) -> int:
+    """Copy the live database to `target` (a new file). Returns its size in bytes."""
+    source_path = sqlite_path(database_url)
+    if not source_path.is_file():
+        raise BackupError(f"no database at {source_path}: nothing to back up")
+    if target.exists():
+        raise BackupError(f"{target} already exists: choose a new file name")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    destination = sqlite3.connect(target)
+    try:
+        source.backup(destination)
+    finally:
+        destination.close()
+        source.close()
+    return target.stat().st_size
+
+
+def restore(database_url: str, source_file: Path) -> None:
+    """Replace the live database's content with a backup's (checked first), in place."""
+    target_path = sqlite_path(database_url)
+    if not source_file.is_file():
+        raise BackupError(f"no backup file at {source_file}")
+    source = sqlite3.connect(f"file:{source_file}?mode=ro", uri=True)
+    try:
+        _check_backup(source, source_file)
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        destination = sqlite3.connect(target_path, timeout=30)
+        try:
+            source.backup(destination)
+        finally:
+            destination.close()
+    finally:
+        source.close()
+
+
+def _check_backup(connection: sqlite3.Connection, path: Path) -> None:
+    try:
+        ok = connection.execute("PRAGMA quick_check").fetchone()[0]
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"{path} is not a SQLite database ({exc})") from exc
+    if ok != "ok":
+        raise BackupError(f"{path} is damaged (quick_check: {ok})")
+    if "alembic_version" not in tables and "event_receipts" not in tables:
+        raise BackupError(f"{path} is not a Feishu Bridge database (no alembic_version table)")
+
+
+def automatic_backup(database_url: str, directory: Path, label: str) -> Path:
+    """The backup taken before an upgrade or a restore (`label` says which); only the newest
+    few automatic ones are kept."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = directory / f"{AUTO_PREFIX}{label}-{stamp}.db"
+    backup(database_url, target)
+    automatic = sorted(directory.glob(f"{AUTO_PREFIX}*.db"), key=lambda p: p.stat().st_mtime)
+    for old in automatic[:-KEEP_AUTOMATIC]:
+        old.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,9 @@
+"""Alembic migrations: `env.py`, `versions/` (one script per schema change).
+
+`ALL_REVISIONS` lists them oldest first, so a process can tell at start-up whether its
+database is behind with one query and no Alembic import; tests/test_migrations.py checks the
+list against the scripts.
+"""
+
+ALL_REVISIONS = ("0001_baseline", "0002_export_files_sha256")
+HEAD = ALL_REVISIONS[-1]
