@@ -106,6 +106,7 @@ class Outcome:
     stdout: str
     stderr: str
     leftover_database: bool
+    written: list[str]  # files the command left in its (empty) directory
 
     @property
     def name(self) -> str:
@@ -120,7 +121,8 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> Outcome:
         code, out, err = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as exc:
         code, out, err = None, str(exc.stdout or ""), str(exc.stderr or "")
-    return Outcome(argv, code, out, err, (cwd / "var" / "feishu-bridge.db").exists())
+    written = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*") if p.is_file())
+    return Outcome(argv, code, out, err, (cwd / "var" / "feishu-bridge.db").exists(), written)
 
 
 def _problems(outcome: Outcome, command_name: str) -> list[str]:
@@ -160,6 +162,8 @@ def test_every_command_fails_in_one_line_in_an_empty_directory(tmp_path):
         problems = _problems(outcome, name)
         if outcome.leftover_database and name not in OPENS_THE_DATABASE:
             problems.append("left a database file behind")
+        if "has no schema yet" in outcome.stderr and outcome.written:
+            problems.append(f"refused, yet wrote {outcome.written}")
         if problems:
             report.append(f"`{' '.join(outcome.argv)}` (exit {outcome.code}): {'; '.join(problems)}\n"
                           f"    stderr: {outcome.stderr[-1500:]!r}")

@@ -116,8 +116,8 @@ def list_templates(ctx: click.Context, as_json: bool) -> None:
     from bot.coze import templates
     from bot.tokens.secretbox import build_secret_box
 
-    box = build_secret_box(settings_of(ctx))
     with open_engine(ctx) as engine, Session(engine) as session:  # reading needs no Redis
+        box = build_secret_box(settings_of(ctx))  # after the check: it may create the key file
         rows = [templates.public(box, t) for t in templates.list_all(session)]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
