@@ -40,10 +40,15 @@ def backup(database_url: str, target: Path) -> int:
     if target.exists():
         raise BackupError(f"{target} already exists: choose a new file name")
     target.parent.mkdir(parents=True, exist_ok=True)
-    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    source = sqlite3.connect(_read_only(source_path), uri=True)
     destination = sqlite3.connect(target)
     try:
         source.backup(destination)
+        _check_backup(destination, target)  # what was written is a whole Feishu Bridge database
+    except BaseException:
+        destination.close()
+        target.unlink(missing_ok=True)
+        raise
     finally:
         destination.close()
         source.close()
@@ -55,7 +60,7 @@ def restore(database_url: str, source_file: Path) -> None:
     target_path = sqlite_path(database_url)
     if not source_file.is_file():
         raise BackupError(f"no backup file at {source_file}")
-    source = sqlite3.connect(f"file:{source_file}?mode=ro", uri=True)
+    source = sqlite3.connect(_read_only(source_file), uri=True)
     try:
         _check_backup(source, source_file)
         target_path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +71,23 @@ def restore(database_url: str, source_file: Path) -> None:
             destination.close()
     finally:
         source.close()
+
+
+def check_backup_file(path: Path) -> None:
+    """BackupError unless `path` is an intact Feishu Bridge database (checked before a restore
+    replaces anything)."""
+    if not path.is_file():
+        raise BackupError(f"no backup file at {path}")
+    connection = sqlite3.connect(_read_only(path), uri=True)
+    try:
+        _check_backup(connection, path)
+    finally:
+        connection.close()
+
+
+def _read_only(path: Path) -> str:
+    """A read-only SQLite URI; as_uri() percent-encodes what a URI would misread (#, ?, %)."""
+    return f"{path.resolve().as_uri()}?mode=ro"
 
 
 def _check_backup(connection: sqlite3.Connection, path: Path) -> None:
@@ -80,13 +102,16 @@ def _check_backup(connection: sqlite3.Connection, path: Path) -> None:
         raise BackupError(f"{path} is not a Feishu Bridge database (no alembic_version table)")
 
 
-def automatic_backup(database_url: str, directory: Path, label: str) -> Path:
-    """The backup taken before an upgrade or a restore (`label` says which); only the newest
-    few automatic ones are kept."""
+def automatic_backup(database_url: str, directory: Path, label: str, *, keep: Path | None = None) -> Path:
+    """The backup taken before an upgrade, a downgrade or a restore (`label` says which, e.g.
+    "before-upgrade-from-0001_baseline"). The newest few automatic ones of the same kind are
+    kept; `keep` (a backup about to be restored) is never removed."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = directory / f"{AUTO_PREFIX}{label}-{stamp}.db"
     backup(database_url, target)
-    automatic = sorted(directory.glob(f"{AUTO_PREFIX}*.db"), key=lambda p: p.stat().st_mtime)
-    for old in automatic[:-KEEP_AUTOMATIC]:
-        old.unlink(missing_ok=True)
+    kind = f"{AUTO_PREFIX}{label.split('-from-')[0]}"
+    same_kind = sorted(directory.glob(f"{kind}*.db"), key=lambda p: p.stat().st_mtime)
+    for old in same_kind[:-KEEP_AUTOMATIC]:
+        if keep is None or old.resolve() != keep.resolve():
+            old.unlink(missing_ok=True)
     return target

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, event, inspect, text
 
 from bot.migrations import HEAD
 
@@ -128,27 +128,34 @@ class Moved:
 
 
 def upgrade(engine: Engine, *, target: str = "head", backup_dir: Path | None = None) -> Moved:
-    """Bring the database to `target` (idempotent). On a SQLite file with anything to apply,
-    a backup is taken into `backup_dir` first (when given)."""
-    from bot.backup import automatic_backup
-
+    """Bring the database to `target`. Idempotent: a database already at head is not touched
+    at all. A SQLite file with anything to apply is backed up into `backup_dir` first."""
     before = status(engine)
     if before.state == "ahead":
         raise DatabaseNotReady(describe(before, _masked(engine)))
-    backup = None
-    pending = before.state in ("unversioned", "behind") and target == "head"
-    if backup_dir is not None and engine.dialect.name == "sqlite" and pending:
-        url = engine.url.render_as_string(hide_password=False)
-        backup = automatic_backup(url, backup_dir, f"before-upgrade-from-{before.current or 'unversioned'}")
+    if before.state == "current" and target == "head":
+        return Moved(before.current, before.current)
+    backup = _backup_first(engine, before, backup_dir, "upgrade")
     restored = _run(engine, lambda cfg: _command().upgrade(cfg, target))
     return Moved(before.current, status(engine).current, backup, restored)
 
 
-def downgrade(engine: Engine, target: str) -> Moved:
-    """Step back (e.g. target "-1"); the revision's downgrade says what is kept."""
+def downgrade(engine: Engine, target: str, *, backup_dir: Path | None = None) -> Moved:
+    """Step back (e.g. target "-1"): what the newer revisions added is dropped, so a SQLite file
+    is backed up into `backup_dir` first."""
     before = status(engine)
+    backup = _backup_first(engine, before, backup_dir, "downgrade")
     restored = _run(engine, lambda cfg: _command().downgrade(cfg, target))
-    return Moved(before.current, status(engine).current, None, restored)
+    return Moved(before.current, status(engine).current, backup, restored)
+
+
+def _backup_first(engine: Engine, before: SchemaStatus, backup_dir: Path | None, move: str) -> Path | None:
+    from bot.backup import automatic_backup
+
+    if backup_dir is None or engine.dialect.name != "sqlite" or before.state == "empty":
+        return None
+    label = f"before-{move}-from-{before.current or 'unversioned'}"
+    return automatic_backup(engine.url.render_as_string(hide_password=False), backup_dir, label)
 
 
 def history() -> list[tuple[str, str]]:
@@ -178,32 +185,59 @@ def _config(connection: Connection | None) -> Config:
 
 
 def _run(engine: Engine, move) -> list[str]:
-    """Run an Alembic command on one connection. On SQLite, foreign keys are off while tables are
-    copied (batch mode's DROP TABLE would otherwise cascade into child rows), and triggers and
-    views are set aside and put back: SQLite refuses to rename a table while a trigger elsewhere
-    names a table that is, for that moment, missing — Coze capture triggers name coze_outbox."""
-    with engine.connect() as connection:
-        sqlite = connection.dialect.name == "sqlite"
-        kept: list[tuple[str, str, str]] = []
-        if sqlite:
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    """Run an Alembic command in one transaction: a failed migration leaves the database as it
+    was. PostgreSQL takes an advisory lock first, so two releases at once take turns."""
+    if engine.dialect.name == "sqlite":
+        return _run_sqlite(engine.url, move)
+    with engine.connect() as connection, connection.begin():
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
+        move(_config(connection))
+    return []
+
+
+def _run_sqlite(url, move) -> list[str]:
+    """SQLite, on a connection of its own:
+
+    * one explicit transaction (`BEGIN IMMEDIATE`: other writers wait for it, as SQLite makes
+      DDL transactional only inside one, and Python's driver opens none for DDL);
+    * foreign keys off, set before it begins: batch mode's DROP TABLE would otherwise cascade
+      into child rows. Only violations the migration *adds* fail it (and roll it back);
+    * triggers and views set aside and put back inside it: SQLite refuses to rename a table while
+      a trigger elsewhere names a table that is, for that moment, missing — the Coze capture
+      triggers name coze_outbox. A writer never sees the database without them.
+    """
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    migrating = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30, "isolation_level": None})
+
+    @event.listens_for(migrating, "connect")
+    def _pragmas(dbapi_connection, _record) -> None:
+        dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+    @event.listens_for(migrating, "begin")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    try:
+        with migrating.connect() as connection, connection.begin():
             kept = _set_aside_triggers_and_views(connection)
-            connection.commit()
-        try:
-            with connection.begin():
-                if connection.dialect.name == "postgresql":  # two releases at once take turns
-                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
-                move(_config(connection))
-        finally:
-            restored = _put_back(connection, kept) if sqlite else []
-            if sqlite:
-                connection.commit()
-                problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                if problems:
-                    raise DatabaseNotReady(f"the migration left {len(problems)} rows with broken "
-                                           f"foreign keys (first: {problems[0]}); restore the backup")
+            broken_before = _foreign_key_problems(connection)
+            move(_config(connection))
+            restored = _put_back(connection, kept)
+            added = _foreign_key_problems(connection) - broken_before
+            if added:
+                raise DatabaseNotReady(f"the migration would leave {len(added)} rows with broken foreign "
+                                       f"keys (first: {sorted(added)[0]}); nothing was changed")
+    finally:
+        migrating.dispose()
     return restored
+
+
+def _foreign_key_problems(connection: Connection) -> set[tuple]:
+    return {tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check")}
 
 
 def _set_aside_triggers_and_views(connection: Connection) -> list[tuple[str, str, str]]:
@@ -228,5 +262,5 @@ def _put_back(connection: Connection, kept: list[tuple[str, str, str]]) -> list[
         except Exception as exc:  # a migration changed what it names: say which, keep going
             failed.append(f"{kind} {name}: {exc}")
     if failed:
-        raise DatabaseNotReady("could not restore after the migration: " + "; ".join(failed))
+        raise DatabaseNotReady("the migration would break " + "; ".join(failed) + "; nothing was changed")
     return restored

@@ -147,3 +147,39 @@ def test_up_upgrades_its_own_database_but_not_a_configured_one(tmp_path):
         assert status(engine).state == "behind"
     finally:
         engine.dispose()
+
+
+def test_backups_work_in_a_directory_whose_name_a_uri_would_misread(tmp_path):
+    odd = tmp_path / "proj#2 50%"  # ("?" is already misread by SQLAlchemy URLs: not ours to fix here)
+    odd.mkdir()
+    assert _cli(odd, "db", "upgrade").exit_code == 0
+    live = sqlite3.connect(_db_path(odd))
+    live.execute("INSERT INTO alerts (key, kind, message) VALUES ('a', 'test', 'in the odd place')")
+    live.commit()
+    live.close()
+    saved = odd / "saved#1.db"
+    result = _cli(odd, "db", "backup", str(saved))
+    assert result.exit_code == 0, result.output
+    copy = sqlite3.connect(saved)
+    assert copy.execute("SELECT message FROM alerts").fetchall() == [("in the odd place",)]
+    copy.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [odd.name]  # no stray file from a misread URI
+
+
+def test_restoring_the_oldest_automatic_backup_keeps_it(tmp_path):
+    from bot.backup import KEEP_AUTOMATIC, automatic_backup
+
+    assert _cli(tmp_path, "db", "upgrade").exit_code == 0
+    url = f"sqlite:///{_db_path(tmp_path)}"
+    backups = tmp_path / "var" / "backups"
+    made = [automatic_backup(url, backups, "before-restore") for _ in range(KEEP_AUTOMATIC)]
+    oldest = made[0]
+    result = _cli(tmp_path, "db", "restore", str(oldest), "--yes")
+    assert result.exit_code == 0, result.output
+    assert oldest.is_file()  # the new "before restore" copy rotated out another one, not this
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"not a database at all" * 100)
+    before = sorted(backups.iterdir())
+    refused = _cli(tmp_path, "db", "restore", str(damaged), "--yes")
+    assert refused.exit_code != 0
+    assert sorted(backups.iterdir()) == before  # checked before anything was rotated

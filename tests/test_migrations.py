@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -311,5 +312,133 @@ def test_table_copying_revision_keeps_capture_triggers_and_child_rows(
             conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 2).values(phone="13600000000"))
             assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 3
         assert _dump(engine)["cache_records"] == before["cache_records"]
+    finally:
+        services.close()
+
+
+# -- failures leave the database as it was ------------------------------------------------
+
+FAILING_REVISION = textwrap.dedent('''
+    """Test only: does part of its work, then fails."""
+    from alembic import op
+
+    revision = "9998_test_fails"
+    down_revision = {head!r}
+    branch_labels = None
+    depends_on = None
+
+
+    def upgrade():
+        op.create_index("ix_test_half_done", "alerts", ["kind"])
+        raise RuntimeError("the migration failed half-way")
+
+
+    def downgrade():
+        pass
+''')
+
+
+def test_a_failing_revision_changes_nothing(settings, redis_conn, sandbox, tmp_path, monkeypatch):
+    from bot.coze import templates
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "9998_test_fails.py").write_text(FAILING_REVISION.format(head=HEAD))
+    monkeypatch.setattr(migrate, "VERSION_DIRS", [*migrate.VERSION_DIRS, versions])
+    services = build_services(settings)
+    try:
+        engine = services.engine
+        migrate.upgrade(engine, target=HEAD)
+        create_demo_tables(engine)
+        templates.create(services, customer_spec(sandbox[0]))
+        schema = snapshot(engine)
+        with pytest.raises(RuntimeError, match="half-way"):
+            migrate.upgrade(engine, target="9998_test_fails")
+        assert migrate.status(engine).current == HEAD
+        assert snapshot(engine) == schema  # no half-made index; the capture triggers are back
+        with engine.begin() as conn:
+            conn.execute(insert(CUSTOMERS), [_customer(1)])
+            assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 1
+    finally:
+        services.close()
+
+
+def test_a_database_older_than_the_baseline_is_refused_untouched(database_url):
+    """A build before 20096e1 lacked columns the baseline has: CREATE … IF NOT EXISTS cannot add
+    them, so adopting it would stamp a schema that is not there."""
+    engine = _engine(database_url)
+    try:
+        older = BASELINE_SQL.read_text(encoding="utf-8").replace(
+            "    count_calls  INTEGER NOT NULL DEFAULT 0,  -- list requests made to size windows\n", "")
+        with engine.begin() as conn:
+            run_schema_sections(conn, older)
+            conn.execute(insert(Base.metadata.tables["alerts"]), {"key": "k", "kind": "t", "message": "kept"})
+        rows = _dump(engine)
+        with pytest.raises(migrate.DatabaseNotReady, match=r"missing columns: export_runs\.count_calls"):
+            migrate.upgrade(engine)
+        assert migrate.status(engine).state == "unversioned"
+        assert _dump(engine) == rows
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_upgrade_waits_for_writers_and_loses_no_capture(settings, redis_conn, sandbox, tmp_path,
+                                                              monkeypatch):
+    """A writer running through a table-copying upgrade: every row it inserts is captured (the
+    triggers are never missing for a committed write), and an orphan row that was there before
+    (foreign keys are off by default in SQLite tools) does not block the upgrade."""
+    import threading
+
+    from bot.coze import templates
+
+    if not settings.effective_database_url.startswith("sqlite"):
+        pytest.skip("SQLite's table copying; PostgreSQL alters in place")
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "9999_test_batch.py").write_text(BATCH_REVISION.format(head=HEAD))
+    monkeypatch.setattr(migrate, "VERSION_DIRS", [*migrate.VERSION_DIRS, versions])
+    services = build_services(settings)
+    try:
+        engine = services.engine
+        migrate.upgrade(engine, target=HEAD)
+        create_demo_tables(engine)
+        templates.create(services, customer_spec(sandbox[0]))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        with engine.connect() as conn:  # an orphan, as a tool without foreign keys could leave
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.exec_driver_sql("INSERT INTO cache_pending (source_id, table_id, record_id, queued_at) "
+                                 "VALUES (999, 't', 'r', '2024-01-01 00:00:00')")
+            conn.commit()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        done = threading.Event()
+        written: list[int] = []
+
+        def writer() -> None:
+            i = 100
+            while not done.is_set():
+                with engine.begin() as conn:
+                    conn.execute(insert(CUSTOMERS), [_customer(i)])
+                written.append(i)
+                i += 1
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(written) < 5:  # the writer is going
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            migrate.upgrade(engine, target="9999_test_batch")
+            started = len(written)
+            while len(written) < started + 5:  # and still going after the upgrade
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        finally:
+            done.set()
+            thread.join(60)
+        with engine.connect() as conn:
+            captured = conn.execute(select(func.count()).select_from(CozeOutbox)).scalar()
+        assert captured == len(written)
     finally:
         services.close()

@@ -103,6 +103,7 @@ def test_commands_join_the_running_stack_and_explicit_settings_win(tmp_path, mon
 
     real_app = attach_running_stack(_settings(monkeypatch, tmp_path, FEISHU_APP_ID="cli_real_app"))
     assert real_app.feishu_app_id == "cli_real_app" and real_app.var_dir == tmp_path / "var"
+    assert real_app.redis_url == ""  # not the sandbox stack's Redis: its workers serve var/sandbox
     blank = attach_running_stack(_settings(monkeypatch, tmp_path, FEISHU_APP_ID=""))  # a blank .env line
     assert blank.feishu_base_url == "http://127.0.0.1:9123"
 
@@ -146,3 +147,15 @@ def test_up_removes_its_file_when_it_ends(tmp_path):
     assert done.returncode == 0, done.stderr
     # while running: the file is there and names a live `up` (this process); afterwards: gone
     assert done.stdout.split() == ["False", "True", "False"], done.stdout + done.stderr
+
+
+def test_restore_is_refused_while_up_runs_on_the_database(tmp_path, monkeypatch, live_up):
+    _settings(monkeypatch, tmp_path)  # (for its clean environment)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    assert runner.invoke(main, ["db", "backup", "saved.db"]).exit_code == 0
+    _write(tmp_path / "var", live_up)
+    refused = runner.invoke(main, ["db", "restore", "saved.db", "--yes"])
+    assert refused.exit_code != 0
+    assert f"`feishu-bridge up` is running on this database (pid {live_up})" in refused.output

@@ -42,7 +42,10 @@ def attach_running_stack(settings: Settings) -> Settings:
     stack = stackfile.read(settings.var_dir)
     if stack is None:
         return settings
-    if stack.sandbox_port and not any(_set_explicitly(settings, name) for name in _FEISHU_APP):
+    joins_sandbox = bool(stack.sandbox_port) and not any(_set_explicitly(settings, n) for n in _FEISHU_APP)
+    if stack.sandbox_port and not joins_sandbox:
+        return settings  # your own app: neither the sandbox's data nor its Redis (its workers)
+    if joins_sandbox:
         from bot.processes.up import sandbox_settings
 
         settings = sandbox_settings(settings, stack.sandbox_port)

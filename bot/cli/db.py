@@ -41,7 +41,8 @@ def _exists(database_url: str) -> bool:
 def db_upgrade(ctx: click.Context, revision: str, no_backup: bool, as_json: bool) -> None:
     """Create the schema, or bring it to the newest revision. Safe to run on every release.
 
-    A SQLite database is backed up first (to VAR_DIR/backups, the newest five are kept).
+    A SQLite database with anything to apply is backed up first (to VAR_DIR/backups; the newest
+    five automatic backups of each kind are kept).
     A database made before migrations existed is adopted without losing rows.
     """
     from bot.migrate import upgrade
@@ -124,10 +125,11 @@ def db_downgrade(ctx: click.Context, revision: str, yes: bool) -> None:
         click.confirm(f"Downgrade the database to {revision}?", abort=True)
     engine = _engine(ctx)
     try:
-        moved = downgrade(engine, revision)
+        moved = downgrade(engine, revision, backup_dir=settings_of(ctx).var_dir / "backups")
     finally:
         engine.dispose()
-    click.echo(f"{moved.before} → {moved.after or 'empty'}")
+    click.echo(f"{moved.before} → {moved.after or 'empty'}"
+               + (f" (backup: {moved.backup})" if moved.backup else ""))
 
 
 @db.command("backup")
@@ -150,13 +152,20 @@ def db_backup(ctx: click.Context, file: Path) -> None:
 def db_restore(ctx: click.Context, file: Path, yes: bool) -> None:
     """Replace the SQLite database's content with the backup FILE. Stop the bridge first; the
     current content is backed up to VAR_DIR/backups before it is replaced."""
-    from bot.backup import automatic_backup, restore, sqlite_path
+    from bot.backup import automatic_backup, check_backup_file, restore, sqlite_path
+    from bot.processes import stackfile
 
     settings = settings_of(ctx)
     url = settings.effective_database_url
+    check_backup_file(file)  # before anything is replaced or rotated
+    running = stackfile.read(ctx.obj.get("home_var_dir", settings.var_dir))
+    if running is not None:
+        raise click.ClickException(f"`feishu-bridge up` is running on this database (pid {running.pid}): "
+                                   "stop it first, then restore")
     if not yes:
         click.confirm(f"Replace {mask_url(url)} with {file}?", abort=True)
     had_content = sqlite_path(url).is_file()
-    safety = automatic_backup(url, settings.var_dir / "backups", "before-restore") if had_content else None
+    safety = (automatic_backup(url, settings.var_dir / "backups", "before-restore", keep=file)
+              if had_content else None)
     restore(url, file)
     click.echo(f"restored {file}" + (f" (previous content kept in {safety})" if safety else ""))

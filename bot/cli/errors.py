@@ -195,6 +195,7 @@ _HANDLERS: dict[str, Callable[[BaseException, Settings | None], str | None]] = {
     "bot.export.sizing.CountUnavailable": _own_message,
     "bot.intake.recorder.StorageUnavailable": _own_message,
     "bot.processes.stackfile.StackRunning": _own_message,
+    "bot.backup.BackupError": _own_message,
 }
 
 

@@ -38,6 +38,7 @@ def main(ctx: click.Context, env_file: Path | None, debug: bool) -> None:
     overrides = {"_env_file": str(env_file)} if env_file else {}
     ctx.obj = {"debug": debug}
     settings = load_settings(**overrides)
+    ctx.obj["home_var_dir"] = settings.var_dir  # where a running `up` leaves var/stack.json
     if ctx.invoked_subcommand != "up":  # a second terminal: join the stack running here
         settings = attach_running_stack(settings)
     ctx.obj["settings"] = settings

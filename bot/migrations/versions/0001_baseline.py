@@ -34,7 +34,40 @@ TABLES = (
 
 
 def upgrade() -> None:
-    run_schema_sections(op.get_bind(), BASELINE_SQL.read_text(encoding="utf-8"))
+    bind = op.get_bind()
+    sql = BASELINE_SQL.read_text(encoding="utf-8")
+    run_schema_sections(bind, sql)
+    missing = _missing_columns(bind, sql)
+    if missing:  # CREATE … IF NOT EXISTS adds no column to a table that exists: refuse, roll back
+        from bot.migrate import DatabaseNotReady
+
+        raise DatabaseNotReady(
+            f"this database was made by a build older than migrations can adopt (missing columns: "
+            f"{', '.join(missing)}); nothing was changed: see docs/migrations.md, 'Older databases'")
+
+
+def _missing_columns(bind, sql: str) -> list[str]:
+    """Columns the baseline declares that the database's tables lack (names only: a database
+    made before some column was added has the table, so IF NOT EXISTS skipped it)."""
+    import sqlite3
+
+    from sqlalchemy import inspect
+
+    from bot.db import split_sections
+
+    reference = sqlite3.connect(":memory:")
+    try:
+        reference.executescript(split_sections(sql)["common"])
+        declared = {table: [row[1] for row in reference.execute(f"PRAGMA table_info({table})")]
+                    for table in TABLES}
+    finally:
+        reference.close()
+    inspector = inspect(bind)
+    missing = []
+    for table, columns in declared.items():
+        present = {c["name"] for c in inspector.get_columns(table)}
+        missing += [f"{table}.{column}" for column in columns if column not in present]
+    return missing
 
 
 def downgrade() -> None:
