@@ -275,45 +275,57 @@ BATCH_REVISION = textwrap.dedent('''
 ''')
 
 
-def test_table_copying_revision_keeps_capture_triggers_and_child_rows(
-        settings, redis_conn, sandbox, tmp_path, monkeypatch):
+def _add_test_revision(tmp_path: Path, monkeypatch, source: str) -> str:
+    """Put a throw-away revision after HEAD (where the scripts are found, for this test only);
+    returns its id."""
+    versions = tmp_path / "versions"
+    versions.mkdir(exist_ok=True)
+    revision = re.search(r'revision = "([^"]+)"', source).group(1)
+    (versions / f"{revision}.py").write_text(source.format(head=HEAD))
+    monkeypatch.setattr(migrate, "VERSION_DIRS", [*migrate.VERSION_DIRS, versions])
+    return revision
+
+
+@pytest.fixture
+def captured(settings, redis_conn, sandbox):
+    """Services on a database at HEAD whose demo `customers` table has a Coze template (so its
+    capture triggers write to coze_outbox)."""
     from bot.coze import templates
 
-    versions = tmp_path / "versions"
-    versions.mkdir()
-    (versions / "9999_test_batch.py").write_text(BATCH_REVISION.format(head=HEAD))
-    monkeypatch.setattr(migrate, "VERSION_DIRS", [*migrate.VERSION_DIRS, versions])
-
     services = build_services(settings)
-    try:
-        engine = services.engine
-        migrate.upgrade(engine, target=HEAD)
-        create_demo_tables(engine)
-        template = templates.create(services, customer_spec(sandbox[0]))
-        with engine.begin() as conn:
-            for table, rows in _rows_for_every_table(template.id).items():
-                for row in rows:
-                    conn.execute(insert(Base.metadata.tables[table]), row)
-            conn.execute(insert(CUSTOMERS), [_customer(1)])
-        before = _dump(engine)
+    migrate.upgrade(services.engine, target=HEAD)
+    create_demo_tables(services.engine)
+    template = templates.create(services, customer_spec(sandbox[0]))
+    yield services, template
+    services.close()
 
-        moved = migrate.upgrade(engine, target="9999_test_batch")
-        assert moved.after == "9999_test_batch"
-        after = _dump(engine)
-        assert after["cache_records"] == before["cache_records"]  # no cascade from the copied parent
-        assert len(after["coze_outbox"]) == len(before["coze_outbox"]) == 1
-        with engine.begin() as conn:  # the trigger still writes into the copied outbox
-            conn.execute(insert(CUSTOMERS), [_customer(2)])
-            assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 2
 
-        migrate.downgrade(engine, HEAD)
-        assert migrate.status(engine).state == "current"
-        with engine.begin() as conn:
-            conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 2).values(phone="13600000000"))
-            assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 3
-        assert _dump(engine)["cache_records"] == before["cache_records"]
-    finally:
-        services.close()
+def test_table_copying_revision_keeps_capture_triggers_and_child_rows(captured, tmp_path, monkeypatch):
+    services, template = captured
+    _add_test_revision(tmp_path, monkeypatch, BATCH_REVISION)
+    engine = services.engine
+    with engine.begin() as conn:
+        for table, rows in _rows_for_every_table(template.id).items():
+            for row in rows:
+                conn.execute(insert(Base.metadata.tables[table]), row)
+        conn.execute(insert(CUSTOMERS), [_customer(1)])
+    before = _dump(engine)
+
+    moved = migrate.upgrade(engine, target="9999_test_batch")
+    assert moved.after == "9999_test_batch"
+    after = _dump(engine)
+    assert after["cache_records"] == before["cache_records"]  # no cascade from the copied parent
+    assert len(after["coze_outbox"]) == len(before["coze_outbox"]) == 1
+    with engine.begin() as conn:  # the trigger still writes into the copied outbox
+        conn.execute(insert(CUSTOMERS), [_customer(2)])
+        assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 2
+
+    migrate.downgrade(engine, HEAD)
+    assert migrate.status(engine).state == "current"
+    with engine.begin() as conn:
+        conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 2).values(phone="13600000000"))
+        assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 3
+    assert _dump(engine)["cache_records"] == before["cache_records"]
 
 
 # -- failures leave the database as it was ------------------------------------------------
@@ -338,29 +350,18 @@ FAILING_REVISION = textwrap.dedent('''
 ''')
 
 
-def test_a_failing_revision_changes_nothing(settings, redis_conn, sandbox, tmp_path, monkeypatch):
-    from bot.coze import templates
-
-    versions = tmp_path / "versions"
-    versions.mkdir()
-    (versions / "9998_test_fails.py").write_text(FAILING_REVISION.format(head=HEAD))
-    monkeypatch.setattr(migrate, "VERSION_DIRS", [*migrate.VERSION_DIRS, versions])
-    services = build_services(settings)
-    try:
-        engine = services.engine
-        migrate.upgrade(engine, target=HEAD)
-        create_demo_tables(engine)
-        templates.create(services, customer_spec(sandbox[0]))
-        schema = snapshot(engine)
-        with pytest.raises(RuntimeError, match="half-way"):
-            migrate.upgrade(engine, target="9998_test_fails")
-        assert migrate.status(engine).current == HEAD
-        assert snapshot(engine) == schema  # no half-made index; the capture triggers are back
-        with engine.begin() as conn:
-            conn.execute(insert(CUSTOMERS), [_customer(1)])
-            assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 1
-    finally:
-        services.close()
+def test_a_failing_revision_changes_nothing(captured, tmp_path, monkeypatch):
+    services, _template = captured
+    failing = _add_test_revision(tmp_path, monkeypatch, FAILING_REVISION)
+    engine = services.engine
+    schema = snapshot(engine)
+    with pytest.raises(RuntimeError, match="half-way"):
+        migrate.upgrade(engine, target=failing)
+    assert migrate.status(engine).current == HEAD
+    assert snapshot(engine) == schema  # no half-made index; the capture triggers are back
+    with engine.begin() as conn:
+        conn.execute(insert(CUSTOMERS), [_customer(1)])
+        assert conn.execute(select(func.count()).select_from(CozeOutbox)).scalar() == 1
 
 
 def test_a_database_older_than_the_baseline_is_refused_untouched(database_url):
@@ -382,63 +383,49 @@ def test_a_database_older_than_the_baseline_is_refused_untouched(database_url):
         engine.dispose()
 
 
-def test_sqlite_upgrade_waits_for_writers_and_loses_no_capture(settings, redis_conn, sandbox, tmp_path,
-                                                              monkeypatch):
+def test_sqlite_upgrade_waits_for_writers_and_loses_no_capture(captured, tmp_path, monkeypatch):
     """A writer running through a table-copying upgrade: every row it inserts is captured (the
     triggers are never missing for a committed write), and an orphan row that was there before
     (foreign keys are off by default in SQLite tools) does not block the upgrade."""
     import threading
 
-    from bot.coze import templates
-
-    if not settings.effective_database_url.startswith("sqlite"):
+    services, _template = captured
+    engine = services.engine
+    if engine.dialect.name != "sqlite":
         pytest.skip("SQLite's table copying; PostgreSQL alters in place")
-    versions = tmp_path / "versions"
-    versions.mkdir()
-    (versions / "9999_test_batch.py").write_text(BATCH_REVISION.format(head=HEAD))
-    monkeypatch.setattr(migrate, "VERSION_DIRS", [*migrate.VERSION_DIRS, versions])
-    services = build_services(settings)
+    batch = _add_test_revision(tmp_path, monkeypatch, BATCH_REVISION)
+    with engine.connect() as conn:  # an orphan, as a tool without foreign keys could leave
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.exec_driver_sql("INSERT INTO cache_pending (source_id, table_id, record_id, queued_at) "
+                             "VALUES (999, 't', 'r', '2024-01-01 00:00:00')")
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+    done = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        i = 100
+        while not done.is_set():
+            with engine.begin() as conn:
+                conn.execute(insert(CUSTOMERS), [_customer(i)])
+            written.append(i)
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
     try:
-        engine = services.engine
-        migrate.upgrade(engine, target=HEAD)
-        create_demo_tables(engine)
-        templates.create(services, customer_spec(sandbox[0]))
-        with engine.begin() as conn:
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        with engine.connect() as conn:  # an orphan, as a tool without foreign keys could leave
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.exec_driver_sql("INSERT INTO cache_pending (source_id, table_id, record_id, queued_at) "
-                                 "VALUES (999, 't', 'r', '2024-01-01 00:00:00')")
-            conn.commit()
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-        done = threading.Event()
-        written: list[int] = []
-
-        def writer() -> None:
-            i = 100
-            while not done.is_set():
-                with engine.begin() as conn:
-                    conn.execute(insert(CUSTOMERS), [_customer(i)])
-                written.append(i)
-                i += 1
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 60
-            while len(written) < 5:  # the writer is going
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-            migrate.upgrade(engine, target="9999_test_batch")
-            started = len(written)
-            while len(written) < started + 5:  # and still going after the upgrade
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-        finally:
-            done.set()
-            thread.join(60)
-        with engine.connect() as conn:
-            captured = conn.execute(select(func.count()).select_from(CozeOutbox)).scalar()
-        assert captured == len(written)
+        deadline = time.monotonic() + 60
+        while len(written) < 5:  # the writer is going
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        migrate.upgrade(engine, target=batch)
+        started = len(written)
+        while len(written) < started + 5:  # and still going after the upgrade
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
     finally:
-        services.close()
+        done.set()
+        thread.join(60)
+    with engine.connect() as conn:
+        captured = conn.execute(select(func.count()).select_from(CozeOutbox)).scalar()
+    assert captured == len(written)
