@@ -23,13 +23,16 @@ class BackupError(RuntimeError):
 
 def sqlite_path(database_url: str) -> Path:
     """The file behind a SQLite URL; BackupError for anything else."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
+    from bot.db import sqlite_file
+
+    path = sqlite_file(database_url)
+    if path is not None:
+        return path
+    backend = make_url(database_url).get_backend_name()
+    if backend != "sqlite":
         raise BackupError(f"`db backup`/`db restore` cover SQLite databases; this one is "
-                          f"{url.get_backend_name()}: use pg_dump / pg_restore (docs/migrations.md)")
-    if not url.database or url.database == ":memory:":
-        raise BackupError("an in-memory SQLite database cannot be backed up")
-    return Path(url.database)
+                          f"{backend}: use pg_dump / pg_restore (docs/migrations.md)")
+    raise BackupError("an in-memory SQLite database cannot be backed up")
 
 
 def backup(database_url: str, target: Path) -> int:

@@ -189,6 +189,21 @@ class Settings(BaseSettings):
     def uses_embedded_redis(self) -> bool:
         return not self.redis_url
 
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for scrubbing: each SecretStr setting (a key list split
+        at its commas) and the passwords in DATABASE_URL and REDIS_URL."""
+        from urllib.parse import urlsplit
+
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                values += value.get_secret_value().split(",")
+        for url in (self.database_url, self.redis_url):
+            if "://" in url and urlsplit(url).password:
+                values.append(urlsplit(url).password)
+        return [v.strip() for v in values if v.strip()]
+
     def missing_for_real_feishu(self) -> list[str]:
         """What a real (non-sandbox) deployment still needs, as environment variable names."""
         missing = []

@@ -17,12 +17,23 @@ from sqlalchemy.orm import Session, sessionmaker
 SECTION_MARKER = re.compile(r"^-- ===== section: (?P<name>[a-z: ]+?) =====\s*$", re.MULTILINE)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a SQLite URL; None for another database, or one in memory."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    path = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
+        return None
+    return Path(path)
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine with the pragmas SQLite needs for several processes writing at once."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -135,4 +146,5 @@ __all__ = [
     "run_schema_sections",
     "schema_path",
     "split_sections",
+    "sqlite_file",
 ]

@@ -160,20 +160,9 @@ def quiet_third_party_warnings() -> None:
 # -- set-up -------------------------------------------------------------------------------------
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    values = [
-        settings.feishu_app_secret.get_secret_value(),
-        settings.feishu_encrypt_key.get_secret_value(),
-        settings.feishu_verification_token.get_secret_value(),
-        settings.admin_token.get_secret_value(),
-        *settings.token_encryption_key.get_secret_value().split(","),
-    ]
-    return [v.strip() for v in values if v.strip()]
-
-
 def configure_logging(settings: Settings, stream=None) -> None:
     quiet_third_party_warnings()
-    register_secrets(secrets_of(settings))
+    register_secrets(settings.secret_values())
     stream = stream or sys.stderr
     as_json = settings.log_json if settings.log_json is not None else not stream.isatty()
     handler = logging.StreamHandler(stream)

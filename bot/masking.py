@@ -26,6 +26,21 @@ def mask(value: str | None) -> str:
     return f"****{value[-4:]}"
 
 
+def mask_url(url: str) -> str:
+    """Hide the password in scheme://user:password@host URLs."""
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url or "@" not in url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+
+
 def register_secrets(values: Iterable[str | None]) -> None:
     """Remember values that must never appear in logs or responses."""
     global _pattern

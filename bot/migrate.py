@@ -85,15 +85,12 @@ def require_current(engine: Engine, where: str | None = None) -> None:
 def refuse_missing_sqlite_file(database_url: str) -> None:
     """A SQLite file that does not exist is an empty database: say so without creating it (a
     read command in an empty directory leaves it empty)."""
-    from sqlalchemy.engine import make_url
+    from bot.db import sqlite_file
+    from bot.masking import mask_url
 
-    url = make_url(database_url)
-    path = url.database or ""
-    if url.get_backend_name() != "sqlite" or path in ("", ":memory:") or path.startswith("file:"):
-        return
-    if not Path(path).exists():
-        where = url.render_as_string(hide_password=True)
-        raise DatabaseNotReady(describe(SchemaStatus("empty", None, HEAD), where))
+    path = sqlite_file(database_url)
+    if path is not None and not path.exists():
+        raise DatabaseNotReady(describe(SchemaStatus("empty", None, HEAD), mask_url(database_url)))
 
 
 def require_current_url(database_url: str) -> None:

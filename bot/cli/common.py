@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 
 from bot.config import Settings
+from bot.masking import mask_url
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -97,18 +98,3 @@ def open_services(ctx: click.Context) -> Iterator[Services]:
     finally:
         services.close()
         runtime.shutdown()
-
-
-def mask_url(url: str) -> str:
-    """Hide the password in scheme://user:password@host URLs."""
-    from sqlalchemy.engine import make_url
-
-    if "://" not in url or "@" not in url:
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"

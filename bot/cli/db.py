@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from bot.cli.common import mask_url, settings_of
+from bot.cli.common import settings_of
+from bot.masking import mask_url
 
 
 @click.group()

@@ -104,7 +104,7 @@ def _database_url_argument(exc, settings: Settings | None) -> str | None:
 
 
 def _redis(exc, settings: Settings | None) -> str:
-    from bot.cli.common import mask_url
+    from bot.masking import mask_url
 
     reason = _reason(exc)
     if settings is not None and settings.redis_url:
@@ -246,7 +246,7 @@ def _request_origin(exc: BaseException) -> str | None:
 
 
 def _database_where(settings: Settings | None) -> str:
-    from bot.cli.common import mask_url
+    from bot.masking import mask_url
 
     return mask_url(settings.effective_database_url) if settings else "DATABASE_URL"
 
@@ -255,18 +255,7 @@ def _scrub(text: str, settings: Settings | None) -> str:
     """Mask every secret the settings hold (values, URL passwords) and URL credentials."""
     from bot.masking import mask, scrub
 
-    secrets: set[str] = set()
-    if settings is not None:
-        from pydantic import SecretStr
-
-        for name in type(settings).model_fields:
-            value = getattr(settings, name, None)
-            if isinstance(value, SecretStr):
-                secrets.update(v.strip() for v in value.get_secret_value().split(","))
-        for url in (settings.database_url, settings.redis_url):
-            password = urlsplit(url).password if "://" in url else None
-            if password:
-                secrets.add(password)
+    secrets = set(settings.secret_values()) if settings is not None else set()
     for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, mask(secret))
     return scrub(text)

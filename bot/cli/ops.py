@@ -10,9 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.common import mask_url, open_engine, settings_of
+from bot.cli.common import open_engine, settings_of
 from bot.config import Settings
-from bot.masking import mask
+from bot.masking import mask, mask_url
 from bot.migrate import require_current_url
 
 # -- config ------------------------------------------------------------------------------

@@ -146,21 +146,19 @@ def summary(settings: Settings, base: str, sandbox: str | None, pong: bool | Non
 
 def _shown(url: str) -> str:
     """A URL for people: a local file relative to here, a password hidden."""
-    from sqlalchemy.engine import make_url
+    from bot.db import sqlite_file
+    from bot.masking import mask_url
 
     scheme, _, rest = url.partition("://")
     path = None
     if scheme == "unix":
         path = rest.split("?", 1)[0]
     elif scheme.startswith("sqlite"):
-        path = make_url(url).database
+        path = sqlite_file(url)
     if path:
         relative = os.path.relpath(path)
-        return relative if not relative.startswith("..") else path
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can read: hide whatever sits before an @
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
+        return relative if not relative.startswith("..") else str(path)
+    return mask_url(url)
 
 
 def _upgrade_if_ours(engine, settings: Settings) -> None:
