@@ -112,6 +112,7 @@ CREATE TABLE IF NOT EXISTS cache_sources (
     last_api_calls   INTEGER,
     last_error       TEXT,
     subscribed_at    TIMESTAMP,              -- when the bitable was subscribed to change events
+    events_error     TEXT,                   -- why change events do not flow (subscribe refused)
     CONSTRAINT uq_cache_sources_name UNIQUE (name),
     CONSTRAINT ck_cache_sources_kind CHECK (kind IN ('bitable', 'sheet', 'doc', 'wiki', 'wiki-space')),
     CONSTRAINT ck_cache_sources_status CHECK (status IN ('never', 'running', 'ok', 'failed'))
@@ -125,7 +126,8 @@ CREATE TABLE IF NOT EXISTS cache_tables (
     revision     INTEGER,
     record_count INTEGER NOT NULL DEFAULT 0,
     field_count  INTEGER NOT NULL DEFAULT 0,
-    synced_at    TIMESTAMP,
+    synced_at    TIMESTAMP,              -- last full read of every record
+    formulas_refreshed_at TIMESTAMP,     -- last re-read of formula/lookup columns (no events)
     CONSTRAINT uq_cache_tables UNIQUE (source_id, table_id)
 );
 
@@ -413,7 +415,8 @@ CREATE TABLE IF NOT EXISTS chat_cards (
     ref_id        INTEGER NOT NULL,       -- the export run / manual sync
     state         VARCHAR(8) NOT NULL DEFAULT 'live',
     content_hash  VARCHAR(64),
-    updated_at    TIMESTAMP NOT NULL
+    updated_at    TIMESTAMP NOT NULL,
+    finished_reason TEXT                  -- why Feishu refused further patches (recalled, too old)
 );
 CREATE INDEX IF NOT EXISTS ix_chat_cards_state ON chat_cards (state);
 

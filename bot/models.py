@@ -175,6 +175,7 @@ class CacheSource(Base):
     last_api_calls: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    events_error: Mapped[str | None] = mapped_column(Text)
 
 
 class CacheTable(Base):
@@ -189,6 +190,7 @@ class CacheTable(Base):
     record_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     field_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    formulas_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CacheField(Base):
@@ -537,3 +539,4 @@ class ChatCard(Base):
     state: Mapped[str] = mapped_column(String(8), server_default=text("'live'"))
     content_hash: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_reason: Mapped[str | None] = mapped_column(Text)
