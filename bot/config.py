@@ -53,9 +53,11 @@ class Settings(BaseSettings):
     web_threads: int = 32  # gunicorn gthread threads per process
     workers: int = 2
 
-    # Feishu calls: retries after a rate limit (HTTP 429 / 99991400) or a server error.
+    # Feishu calls: retries after a throttle (99991400, IM's 230020/11232), a server error, a
+    # non-JSON answer or a network error. Feishu's x-ogw-ratelimit-reset runs to tens of seconds.
     feishu_retries: int = 5
-    feishu_retry_max_wait: float = 10.0  # seconds; caps x-ogw-ratelimit-reset and the backoff
+    feishu_retry_max_wait: float = 60.0  # seconds; caps x-ogw-ratelimit-reset and the backoff
+    feishu_timeout_seconds: float = 30.0  # per HTTP call (connect, then read); then retried
 
     # User OAuth tokens (see bot/tokens/user_tokens.py).
     # Fernet key(s), comma-separated, newest first; unset → a key file generated under var_dir.
@@ -93,7 +95,10 @@ class Settings(BaseSettings):
     export_chat_id: str = ""  # the user's chat with the contract bot (completion messages)
     export_sender_id: str = ""  # the contract bot's id; unset: any sender in that chat
     export_file_pattern: str = "协同"  # regex a completion file's name must match
-    export_poll_seconds: int = 30  # list the chat this often while a run waits for files (0: off)
+    # List the contract bot's chat as export_user this often while a run waits for files: the only
+    # way they arrive (the app's bot is not in that chat: no events). 0: off, refused by
+    # `config check` while an export runs.
+    export_poll_seconds: int = 30
     export_tick_seconds: int = 30  # re-plan the active run this often (timeouts, back-offs)
     export_id_column: str = "协同记录ID"
     export_time_column: str = "创建时间"
@@ -106,6 +111,9 @@ class Settings(BaseSettings):
     # Chat commands (issue 7): who may command the bot — these users anywhere, anyone in these chats.
     chat_admins: Annotated[list[str], NoDecode] = Field(default_factory=list)  # open_ids, comma-separated
     chat_allowed_chats: Annotated[list[str], NoDecode] = Field(default_factory=list)  # chat_ids
+    # Formula and lookup values change without change events: their columns are re-read this
+    # often (seconds; 0: only with each full sync).
+    cache_formula_refresh_seconds: int = 3600
     chat_card_refresh_seconds: int = 3  # progress cards are patched this often while their job runs
 
     # Coze sync (issue 6): templates → triggers → outbox → workflow calls.

@@ -4,18 +4,22 @@
 fresh lark-oapi request (the SDK mutates requests and options) and calls one SDK method —
 with the right token: the tenant token the SDK fetches (cached in Redis for all processes),
 or a user token from `UserTokens.get_valid_user_token`. A call answered with a token
-expired/invalid code refreshes that token once and is retried once. The raw lark client is
-only ever handed to `send`: no code reads or holds a token itself.
+missing/expired/invalid code refreshes that token once and is retried once. Throttles, server
+errors and the failures lark-oapi raises instead of returning (a body that is not JSON, a reset
+connection, a timeout) are retried with backoff, honouring Feishu's `x-ogw-ratelimit-reset`;
+when retries run out the caller gets a FeishuAPIError, never a raw transport exception. The raw
+lark client is only ever handed to `send`: no code reads or holds a token itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
 
 from bot.config import Settings
 from bot.masking import register_secrets
@@ -31,9 +35,15 @@ if TYPE_CHECKING:  # lark-oapi takes seconds to import: only where a client is b
 
 log = logging.getLogger(__name__)
 
-# Tenant token invalid/expired, user token invalid, token expired.
-TOKEN_REJECTED_CODES = frozenset({99991663, 99991668, 99991677})
+# No (or an empty) token, tenant token invalid/expired, user token invalid, user token expired:
+# the token is refreshed once and the call retried once (a 99991661 means the token we sent was
+# empty, e.g. a bad cache entry: fetching a new one is the cure; a second one is an error).
+TOKEN_REJECTED_CODES = frozenset({99991661, 99991663, 99991668, 99991677})
 RATE_LIMITED = 99991400
+# Throttles, retried like server errors: the gateway's (HTTP 429, or 400 on older APIs) and IM's
+# message-send limits, HTTP 400: 230020 (this chat), 11232 (the service), 11233 (chat, older).
+THROTTLED_CODES = frozenset({RATE_LIMITED, 230020, 11232, 11233})
+RESET_HEADER = "x-ogw-ratelimit-reset"  # seconds until the limit resets (Feishu shows 52)
 
 R = TypeVar("R")
 
@@ -47,6 +57,7 @@ def build_client(settings: Settings, cache: RedisTokenCache | None = None) -> la
         .app_secret(settings.feishu_app_secret.get_secret_value() or "unset")
         .domain(settings.feishu_base_url)
         .enable_set_token(True)  # user tokens are passed per call; tenant tokens still automatic
+        .timeout(settings.feishu_timeout_seconds)  # a stalled answer becomes a retried timeout
         .log_level(lark.LogLevel.WARNING)
     )
     if cache is not None:
@@ -55,9 +66,39 @@ def build_client(settings: Settings, cache: RedisTokenCache | None = None) -> la
 
 
 def _is_transient(response: Any) -> bool:
-    """Rate limited (HTTP 429 / 99991400) or failed on the server (5xx): worth retrying."""
+    """Throttled (HTTP 429, or a throttle code) or failed on the server (5xx): worth retrying."""
     status = getattr(getattr(response, "raw", None), "status_code", 200) or 200
-    return getattr(response, "code", None) == RATE_LIMITED or status == 429 or status >= 500
+    return getattr(response, "code", None) in THROTTLED_CODES or status == 429 or status >= 500
+
+
+def unusable_answer(exc: BaseException) -> str | None:
+    """What a transient failure lark-oapi raised (instead of returning a response) was, or None
+    when `exc` is no such failure: it parses every body as JSON, so a gateway's HTML 502 raises,
+    and requests raises on resets and timeouts."""
+    import requests
+
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        return "non-JSON answer"
+    network = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    if isinstance(exc, network):
+        return "network error"
+    return None
+
+
+def _is_unusable(exc: BaseException) -> bool:
+    return unusable_answer(exc) is not None
+
+
+def retry_wait(reset_header: str | None, attempt: int, cap: float) -> float:
+    """Seconds before retry number `attempt`: the server's reset hint when it sent one (it
+    knows when the limit lifts), else exponential backoff from 0.5 s; either way at most `cap`."""
+    try:
+        hint = float(reset_header) if reset_header is not None else math.nan
+    except ValueError:
+        hint = math.nan
+    if math.isfinite(hint) and hint >= 0:
+        return min(cap, hint)
+    return min(cap, 0.5 * 2 ** (attempt - 1))
 
 
 class FeishuAPIError(RuntimeError):
@@ -71,10 +112,49 @@ class FeishuAPIError(RuntimeError):
         super().__init__(f"{operation} failed: code={code} msg={msg} log_id={log_id}")
 
 
+class FeishuUnreachable(FeishuAPIError):
+    """No usable answer in any attempt: a network error or timeout, or a body that is not JSON
+    (a gateway's HTML page). It has no Feishu code; the last transport error is its cause."""
+
+    def __init__(self, operation: str, cause: BaseException, attempts: int = 1) -> None:
+        self.kind = unusable_answer(cause) or "network error"
+        detail = f"{type(cause).__name__}: {cause}"[:240]
+        super().__init__(operation, None, f"{self.kind} ({detail})", None)
+        self.attempts = attempts
+        RuntimeError.__init__(self, f"{operation} failed: Feishu gave no usable answer in {attempts} "
+                                    f"attempt(s): {self.kind} ({detail})")
+
+
 def raise_for_response(operation: str, response) -> None:
     """lark-oapi returns failures as values; turn them into exceptions so RQ retries them."""
     if not response.success():
-        raise FeishuAPIError(operation, response.code, response.msg, response.get_log_id())
+        msg = response.msg
+        if msg is None and response.code is None:  # raw requests and downloads: no JSON to quote
+            msg = f"HTTP {getattr(response.raw, 'status_code', '?')} without a JSON body"
+        raise FeishuAPIError(operation, response.code, msg, response.get_log_id())
+
+
+def _last_answer(operation: str, state: RetryCallState) -> Any:
+    """When retries run out: the last answer (raised by the caller), or the last transport
+    failure as a FeishuUnreachable."""
+    assert state.outcome is not None
+    if state.outcome.failed:
+        cause = state.outcome.exception()
+        raise FeishuUnreachable(operation, cause, state.attempt_number) from cause
+    return state.outcome.result()
+
+
+def _note_retry(operation: str, state: RetryCallState) -> None:
+    assert state.outcome is not None
+    if state.outcome.failed:
+        reason = unusable_answer(state.outcome.exception()) or "error"
+    else:
+        answer = state.outcome.result()
+        status = getattr(getattr(answer, "raw", None), "status_code", None)
+        reason = f"code {getattr(answer, 'code', None)}, HTTP {status}"
+    log.info("Feishu call not answered usably; retrying", extra={"operation": operation, "reason": reason,
+                                                                 "attempt": state.attempt_number})
+    FEISHU_RETRIES.labels(operation).inc()
 
 
 class Feishu:
@@ -88,8 +168,9 @@ class Feishu:
     def call(self, operation: str, send: Callable[[lark.Client, RequestOption], R], *,
              as_user: str | None = None, user_access_token: str | None = None) -> R:
         """Run one SDK call; raises FeishuAPIError unless it succeeds. A rejected token is
-        refreshed and the call retried once; rate limits and server errors are retried with
-        backoff (honouring `x-ogw-ratelimit-reset`) up to FEISHU_RETRIES times."""
+        refreshed and the call retried once; throttles, server errors, non-JSON answers and
+        network errors are retried with backoff (honouring `x-ogw-ratelimit-reset`) up to
+        FEISHU_RETRIES times, then end in FeishuAPIError (FeishuUnreachable: no answer)."""
         token = user_access_token or (self._user_token(as_user) if as_user else None)
         token_retried = bool(user_access_token)
 
@@ -111,25 +192,24 @@ class Feishu:
 
         retrying = Retrying(
             stop=stop_after_attempt(self._settings.feishu_retries + 1),
-            retry=retry_if_result(_is_transient),
+            retry=retry_if_result(_is_transient) | retry_if_exception(_is_unusable),
             wait=self._wait,
-            before_sleep=lambda _: FEISHU_RETRIES.labels(operation).inc(),
-            retry_error_callback=lambda state: state.outcome.result(),  # the last answer, raised below
+            before_sleep=lambda state: _note_retry(operation, state),
+            retry_error_callback=lambda state: _last_answer(operation, state),
         )
         response = retrying(attempt)
         raise_for_response(operation, response)
         return response
 
     def _wait(self, state: RetryCallState) -> float:
-        """Before retrying a rate-limited or server-failed call: the server's reset hint, else
-        exponential backoff; capped by FEISHU_RETRY_MAX_WAIT."""
-        cap = self._settings.feishu_retry_max_wait
-        raw = getattr(state.outcome.result(), "raw", None)
-        headers = {k.lower(): v for k, v in (getattr(raw, "headers", None) or {}).items()}
-        try:
-            return min(cap, max(0.0, float(headers["x-ogw-ratelimit-reset"])))
-        except (KeyError, ValueError):
-            return min(cap, 0.5 * 2 ** (state.attempt_number - 1))
+        """Before a retry: the answer's `x-ogw-ratelimit-reset`, else exponential backoff (also
+        after a raised failure, which has no headers); capped by FEISHU_RETRY_MAX_WAIT."""
+        hint = None
+        if state.outcome is not None and not state.outcome.failed:
+            raw = getattr(state.outcome.result(), "raw", None)
+            headers = {k.lower(): v for k, v in (getattr(raw, "headers", None) or {}).items()}
+            hint = headers.get(RESET_HEADER)
+        return retry_wait(hint, state.attempt_number, self._settings.feishu_retry_max_wait)
 
     def post_oauth_token(self, body: dict[str, str]) -> tuple[int, Any]:
         """The v2 OAuth token endpoint (no access token; answers flat JSON): (HTTP status, JSON)."""
@@ -144,7 +224,12 @@ class Feishu:
             .body(body)
             .build()
         )
-        raw = self._client.request(request).raw
+        try:
+            raw = self._client.request(request).raw
+        except Exception as exc:  # the callers classify this as transient (refresh) or report it (login)
+            if unusable_answer(exc) is None:
+                raise
+            raise FeishuUnreachable("authen.v2.oauth.token", exc) from exc
         try:
             payload = json.loads(raw.content or b"null")
         except ValueError:

@@ -96,6 +96,7 @@ def _summary(services: Services) -> dict[str, Any]:
                 "stale": c["stale"],
                 "age_seconds": c["age_seconds"],
                 "last_error": c["last_error"],
+                "events": c["events"],
                 "records": sum(t["records"] or 0 for t in c["tables"]),
             }
             for c in caches

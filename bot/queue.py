@@ -46,6 +46,7 @@ class Jobs:
     SCHEDULE_CACHE_SYNCS = "jobs.caches.schedule_cache_syncs"
     APPLY_CACHE_CHANGES = "jobs.caches.apply_cache_changes"
     REFRESH_CACHE_SCHEMA = "jobs.caches.refresh_cache_schema"
+    REFRESH_CACHE_FORMULAS = "jobs.caches.refresh_cache_formulas"
     # contract export (bot/export)
     PLAN_EXPORT = "jobs.export.plan_export"
     SUBMIT_EXPORT_WINDOW = "jobs.export.submit_export_window"

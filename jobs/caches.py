@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.caches import changes, schedule
+from bot.caches import changes, formulas, schedule
 from bot.caches.sync import sync_source
 from bot.services import current
 from jobs.timing import instrumented
@@ -28,3 +28,8 @@ def apply_cache_changes(source_id: int, table_id: str) -> dict:
 @instrumented("refresh_cache_schema")
 def refresh_cache_schema(source_id: int, table_id: str) -> int:
     return changes.refresh_schema(current(), source_id, table_id)
+
+
+@instrumented("refresh_cache_formulas")
+def refresh_cache_formulas(source_id: int, table_id: str) -> dict:
+    return formulas.refresh_computed(current(), source_id, table_id)

@@ -3,8 +3,9 @@ finished exports come back — as file messages from the contract bot in the use
 
 An accepted export is processed after a delay on a timer thread: the matching records (at most
 `cap`, the first ones by creation time — the truncation the planner must catch) are written to
-an .xlsx and posted as a `file` message; the message is then delivered as an
-`im.message.receive_v1` event and/or left for polling. Fault knobs lose, duplicate, delay or
+an .xlsx and posted as a `file` message in the user's chat with the contract bot. The app's
+bot is not in that chat, so — as with Feishu — no event reaches the app: the bridge finds the
+message only by listing the chat with the user's token. Fault knobs lose, duplicate, delay or
 reorder those messages, deny the API download, or expire the session.
 """
 
@@ -28,6 +29,10 @@ CONTRACT_CHAT_ID = "oc_sandbox_contract_bot_chat"
 SESSION_COOKIES = ("session", "sl_session")
 CSRF_COOKIE = "clm_csrf_token"
 FILE_PREFIX = "协同操作记录导出"
+# The knob that once pushed completion messages as events is refused with this, not ignored:
+# a test that asks for events must learn that Feishu does not send them.
+NO_EVENTS = ("'events' is gone: the contract bot's chat is not one of the app's chats, so Feishu "
+             "never delivers its messages as events; the bridge polls the chat as EXPORT_USER")
 
 
 @dataclass
@@ -41,7 +46,6 @@ class ContractFaults:
     deny_download: float = 0.0  # share of files whose open-platform download is refused
     delay_seconds: float = 0.05  # before the completion message
     jitter_seconds: float = 0.0  # extra random delay: messages arrive out of order
-    events: bool = True  # deliver completion messages as events (else: only visible to polling)
     finer_bounds: bool = True  # accept "YYYY-MM-DD HH:MM:SS" bounds, not only dates
     auto_scan: bool = False  # the web messenger's QR login is approved at once
     # Scripted faults, by 1-based ordinal of completed exports, so a test can rely on each fault
@@ -52,6 +56,8 @@ class ContractFaults:
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
+            if key == "events":
+                raise ValueError(NO_EVENTS)
             if not hasattr(self, key):
                 raise ValueError(f"unknown contract fault {key!r}")
             current = getattr(self, key)

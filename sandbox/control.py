@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.events import bitable_changed, card_action, message_receive
+from sandbox.events import bitable_changed, card_action, legacy_card_action, message_receive
 from sandbox.guard import state
 from sandbox.seed import Field
 from sandbox.state import DEFAULT_CHAT_ID, DEFAULT_USER_OPEN_ID, SANDBOX_TENANT_KEY
@@ -39,6 +39,8 @@ def chat():
     if not isinstance(text, str) or not text:
         return jsonify(error="'text' (non-empty string) is required"), 400
     chat_id = str(body.get("chat_id") or DEFAULT_CHAT_ID)
+    if not st.app_in_chat(chat_id):  # Feishu sends a bot only its own chats' messages
+        return jsonify(error=f"the app's bot is not in chat {chat_id}: Feishu delivers no event for it"), 400
     user = str(body.get("user_open_id") or DEFAULT_USER_OPEN_ID)
     chat_type = "group" if body.get("chat_type") == "group" else "p2p"
     message = st.add_user_message(chat_id, user, json.dumps({"text": text}, ensure_ascii=False))
@@ -57,7 +59,8 @@ def chat():
 def click_card_button():
     """Click a button on a card the bot sent: {"message_id", "value"} (the button's value) and
     optionally "user_open_id"; the bot receives `card.action.trigger`. Answers the webhook's
-    HTTP status."""
+    HTTP status. `"legacy": true` sends the click as an app configured with the legacy "message
+    card request URL" gets it instead (no schema; SHA-1 signature; `"encrypted"` optional)."""
     st = state()
     body = request.get_json(force=True, silent=True) or {}
     message = st.messages.get(str(body.get("message_id")))
@@ -69,6 +72,10 @@ def click_card_button():
     if value not in buttons:
         return jsonify(error="the card has no button with that value", buttons=buttons), 400
     user = str(body.get("user_open_id") or DEFAULT_USER_OPEN_ID)
+    if body.get("legacy"):
+        legacy = legacy_card_action(operator_open_id=user, value=value, message_id=message.message_id,
+                                    chat_id=message.chat_id, tenant_key=SANDBOX_TENANT_KEY)
+        return _legacy_answer(st.sender.deliver_legacy_card(legacy, encrypted=bool(body.get("encrypted"))))
     document = st.sender.envelope(
         "card.action.trigger",
         card_action(operator_open_id=user, value=value, message_id=message.message_id,
@@ -79,6 +86,27 @@ def click_card_button():
     encrypted = st.config.encrypt_events and bool(st.config.encrypt_key)
     attempt = st.sender.deliver_now(document, encrypted=encrypted)
     return jsonify(event_id=document["header"]["event_id"], webhook_status=attempt.status)
+
+
+@bp.post("/card-url-verification")
+def legacy_card_challenge():
+    """The challenge Feishu posts when the legacy "message card request URL" is saved:
+    `{"challenge", "token", "type": "url_verification"}` (`{"challenge"?, "token"?}` override
+    them). Answers the webhook's status and answer."""
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    document = {"challenge": str(body.get("challenge") or st.next_id("challenge-")),
+                "token": str(body.get("token") or st.config.verification_token),
+                "type": "url_verification"}
+    return _legacy_answer(st.sender.deliver_legacy_card(document), challenge=document["challenge"])
+
+
+def _legacy_answer(attempt, **extra):
+    try:
+        answer = json.loads(attempt.answer or "")
+    except ValueError:
+        answer = attempt.answer
+    return jsonify(webhook_status=attempt.status, webhook_answer=answer, **extra)
 
 
 @bp.get("/sent")
@@ -105,7 +133,39 @@ def message_history(message_id: str):
             return jsonify(error=f"no message {message_id}"), 404
         versions = [*message.versions, message.content]
     return jsonify(message_id=message_id, msg_type=message.msg_type,
-                   versions=[json.loads(v) for v in versions], updates=len(versions) - 1)
+                   versions=[json.loads(v) for v in versions], updates=len(versions) - 1,
+                   recalled=message.recalled, create_time=message.create_time)
+
+
+@bp.post("/messages/<message_id>/recall")
+def recall_message(message_id: str):
+    """A user recalls a message: listings show it deleted, and Feishu refuses to patch it (230011)."""
+    st = state()
+    with st.lock:
+        message = st.messages.get(message_id)
+        if message is None:
+            return jsonify(error=f"no message {message_id}"), 404
+        message.recalled = True
+    return jsonify(message_id=message_id, recalled=True)
+
+
+@bp.post("/messages/<message_id>/age")
+def age_message(message_id: str):
+    """Move a message's create_time back `{"days": d}` (patches of messages older than 14 days are
+    refused with 230031)."""
+    st = state()
+    try:
+        days = float((request.get_json(force=True, silent=True) or {}).get("days"))
+    except (TypeError, ValueError):
+        return jsonify(error="'days' (a number) is required"), 400
+    if days < 0:
+        return jsonify(error="'days' must not be negative"), 400
+    with st.lock:
+        message = st.messages.get(message_id)
+        if message is None:
+            return jsonify(error=f"no message {message_id}"), 404
+        message.create_time -= int(days * 24 * 3600 * 1000)
+        return jsonify(message_id=message_id, create_time=message.create_time)
 
 
 @bp.get("/uploads/<file_key>")
@@ -237,24 +297,38 @@ def edit_records(app_token: str, table_id: str):
     """Edit a sandbox bitable as a user would: `{"add": [{fields}], "update": [{"record_id",
     "fields"}], "delete": [record_id]}`. A subscribed app then gets
     `drive.file.bitable_record_changed_v1` at the webhook — one event for the whole edit, or one
-    per record with `"split": true`; `"duplicate": true` delivers each event twice (same event_id)."""
-    st = state()
+    per record with `"split": true`; `"duplicate": true` delivers each event twice (same event_id).
+    `"at": n` puts the added records at position n of the table's order (default: the end), so
+    rows after them shift as they do in a view."""
     body = request.get_json(force=True, silent=True) or {}
+    try:
+        return jsonify(apply_record_edits(app_token, table_id, body))
+    except LookupError as exc:
+        return jsonify(error=str(exc.args[0])), 404
+
+
+def apply_record_edits(app_token: str, table_id: str, body: dict) -> dict:
+    """One edit of a sandbox table, then its change events: the single path every record change
+    takes (the endpoint above, and the `paging_churn` fault between pages of a listing), so a
+    subscribed app hears of each. Raises LookupError naming a missing table or record."""
+    st = state()
     table = st.table(app_token, table_id)
     if table is None:
-        return jsonify(error=f"no table {table_id} in app {app_token}"), 404
+        raise LookupError(f"no table {table_id} in app {app_token}")
     actions: list[dict] = []
     now_ms = int(time.time() * 1000)
     with st.lock:
+        added: dict[str, dict] = {}
         for fields in body.get("add") or []:
             record_id = st.next_id("rec")[:20]
-            table.records[record_id] = {"record_id": record_id, "fields": dict(fields),
-                                        "created_time": now_ms, "last_modified_time": now_ms}
+            added[record_id] = {"record_id": record_id, "fields": dict(fields),
+                                "created_time": now_ms, "last_modified_time": now_ms}
             actions.append({"record_id": record_id, "action": "record_added"})
+        _insert_records(table.records, added, body.get("at"))
         for change in body.get("update") or []:
             record = table.records.get(change.get("record_id"))
             if record is None:
-                return jsonify(error=f"no record {change.get('record_id')}"), 404
+                raise LookupError(f"no record {change.get('record_id')}")
             for name, value in (change.get("fields") or {}).items():
                 if value is None:
                     record["fields"].pop(name, None)
@@ -265,13 +339,26 @@ def edit_records(app_token: str, table_id: str):
         for record_id in body.get("delete") or []:
             if table.records.pop(record_id, None) is not None:
                 actions.append({"record_id": record_id, "action": "record_deleted"})
+        # Formula and lookup values follow; records changed only that way get no event.
+        table.recompute()
         table.revision += 1
         revision = table.revision
     groups = ([[a] for a in actions] if body.get("split") else [actions]) if actions else []
     event_ids = _notify("drive.file.bitable_record_changed_v1", app_token, table_id, revision, groups,
                         duplicate=bool(body.get("duplicate")))
-    return jsonify(actions=actions, revision=revision, subscribed=app_token in st.subscriptions,
-                   event_ids=event_ids)
+    return {"actions": actions, "revision": revision, "subscribed": app_token in st.subscriptions,
+            "event_ids": event_ids}
+
+
+def _insert_records(records: dict[str, dict], added: dict[str, dict], at: int | None) -> None:
+    """Add records at position `at` of the table's order (None: the end), in place."""
+    if at is None:
+        records.update(added)
+        return
+    rows = list(records.items())
+    position = max(0, min(int(at), len(rows)))
+    records.clear()
+    records.update([*rows[:position], *added.items(), *rows[position:]])
 
 
 @bp.post("/bitable/<app_token>/<table_id>/fields")
@@ -295,6 +382,19 @@ def edit_fields(app_token: str, table_id: str):
     _notify("drive.file.bitable_field_changed_v1", app_token, table_id, revision,
             [actions] if actions else [])
     return jsonify(actions=actions, subscribed=app_token in st.subscriptions)
+
+
+@bp.post("/files/<file_token>/permission")
+def set_file_permission(file_token: str):
+    """The app's role on a file, as its owner shared it: `{"role": "read" | "edit" | "manage"}`.
+    Only "manage" (owner or manager, the default) may subscribe to the file's change events."""
+    st = state()
+    role = (request.get_json(force=True, silent=True) or {}).get("role")
+    if role not in ("read", "edit", "manage"):
+        return jsonify(error="role must be read, edit or manage"), 400
+    with st.lock:
+        st.file_roles[file_token] = role
+    return jsonify(file_token=file_token, role=role)
 
 
 # -- Feishu Contract ------------------------------------------------------------------

@@ -69,3 +69,19 @@ def card_action(*, operator_open_id: str, value: dict[str, Any], message_id: str
         "host": "im_message",
         "context": {"open_message_id": message_id, "open_chat_id": chat_id},
     }
+
+
+def legacy_card_action(*, operator_open_id: str, value: Any, message_id: str, chat_id: str,
+                       tenant_key: str) -> dict[str, Any]:
+    """A button click as the legacy "message card request URL" (消息卡片请求网址) posts it: no
+    schema and no header, the clicker and the card at the top level; `token` is the card-update
+    credential (`c-…`), not the verification token."""
+    return {
+        "open_id": operator_open_id,
+        "user_id": operator_open_id.removeprefix("ou_"),
+        "open_message_id": message_id,
+        "open_chat_id": chat_id,
+        "tenant_key": tenant_key,
+        "token": f"c-sandbox-{message_id}",
+        "action": {"value": value, "tag": "button"},
+    }

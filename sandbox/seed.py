@@ -18,10 +18,12 @@ from typing import Any
 # created time 1001, auto number 1005.
 TEXT, NUMBER, SELECT, MULTI, DATE, CHECKBOX, PERSON, PHONE, URL, ATTACHMENT, LINK, FORMULA = (
     1, 2, 3, 4, 5, 7, 11, 13, 15, 17, 18, 20)
+LOOKUP = 19
 CREATED_TIME, AUTO_NUMBER = 1001, 1005
 UI_TYPES = {TEXT: "Text", NUMBER: "Number", SELECT: "SingleSelect", MULTI: "MultiSelect", DATE: "DateTime",
             CHECKBOX: "Checkbox", PERSON: "User", PHONE: "Phone", URL: "Url", ATTACHMENT: "Attachment",
-            LINK: "SingleLink", FORMULA: "Formula", CREATED_TIME: "CreatedTime", AUTO_NUMBER: "AutoNumber"}
+            LINK: "SingleLink", LOOKUP: "Lookup", FORMULA: "Formula", CREATED_TIME: "CreatedTime",
+            AUTO_NUMBER: "AutoNumber"}
 
 WIKI_SPACE_ID = "7300000000000000001"
 QUALITY_NODE = "wikcnSandboxQualityNode01"
@@ -58,11 +60,17 @@ class Table:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # record_id → record
     revision: int = 1
     build: Any = None  # deferred builder for big tables
+    # Computes formula and lookup values from the other cells (after every edit), returns the
+    # ids of records whose computed values changed: Feishu sends no event for those.
+    derive: Any = None
 
     def ensure_built(self) -> None:
         if self.build is not None:
             builder, self.build = self.build, None
             builder(self)
+
+    def recompute(self) -> set[str]:
+        return self.derive(self) if self.derive is not None else set()
 
 
 @dataclass
@@ -129,11 +137,33 @@ def _defects(table: Table) -> None:
                               "tmp_url": f"https://sandbox.example/tmp/{n}"}]
         if n > 1 and n % 5 == 0:
             fields["关联问题"] = {"link_record_ids": [f"recDefect{n - 1:08d}"]}
-        fields["评分"] = [{"type": "text", "text": f"{fields['严重程度']}-{fields['工时']}"}]
         for key in [k for k, v in fields.items() if v in ([], None)]:
             del fields[key]  # Feishu omits empty cells
         table.records[rid] = {"record_id": rid, "fields": fields, "created_time": created,
                               "last_modified_time": created}
+    _derive_defects(table)
+
+
+def _derive_defects(table: Table) -> set[str]:
+    """评分 = CONCATENATE(严重程度, "-", 工时) of the record itself; 关联问题描述 looks up the
+    linked record's 问题描述 — so editing one record changes another's value, with no event."""
+    changed = set()
+    for rid, record in table.records.items():
+        fields = record["fields"]
+        derived: dict[str, Any] = {
+            "评分": [{"type": "text", "text": f"{fields.get('严重程度', '')}-{fields.get('工时', '')}"}]}
+        linked = [table.records.get(i) for i in (fields.get("关联问题") or {}).get("link_record_ids", [])]
+        texts = [r["fields"]["问题描述"] for r in linked if r and r["fields"].get("问题描述")]
+        if texts:
+            derived["关联问题描述"] = [{"type": "text", "text": t} for t in texts]
+        for name in ("评分", "关联问题描述"):
+            if fields.get(name) != derived.get(name):
+                changed.add(rid)
+                if name in derived:
+                    fields[name] = derived[name]
+                else:
+                    fields.pop(name, None)
+    return changed
 
 
 def _people(table: Table) -> None:
@@ -169,10 +199,13 @@ def seed() -> tuple[dict[str, App], dict[str, WikiNode]]:
         Field("fldFiles00001", "附件", ATTACHMENT),
         Field("fldRelated001", "关联问题", LINK, {"table_id": DEFECTS_TABLE, "multiple": False}),
         Field("fldScore00001", "评分", FORMULA, {"formula_expression": "CONCATENATE(严重程度, \"-\", 工时)"}),
+        Field("fldRelDesc001", "关联问题描述", LOOKUP, {"link_field_id": "fldRelated001",
+                                                         "target_field_id": "fldBugDesc001"}),
         Field("fldCreated001", "创建时间", CREATED_TIME, {"date_formatter": "yyyy/MM/dd HH:mm"}),
         Field("fldAutoNo0001", "自动编号", AUTO_NUMBER),
     ])
     _defects(defects)
+    defects.derive = _derive_defects
     people = Table(PEOPLE_TABLE, "人力盘点", [
         Field("fldName000001", "姓名", TEXT, is_primary=True),
         Field("fldDept000001", "部门", SELECT, _options(DEPARTMENTS)),

@@ -2,10 +2,16 @@
 
 Feishu's own schedule after a non-200 answer is about 15 s, 5 min, 1 h and 6 h; tests pass a
 compressed schedule. Every attempt is logged so tests can count and inspect them.
+
+Also the legacy "message card request URL" (消息卡片请求网址) callbacks, which a new app should
+not use but an old one may still have configured: a different body (no schema) and a different
+signature — SHA-1 over timestamp + nonce + verification token + body, as lark-oapi's
+`lark_oapi/card/action_handler.py` checks it — sent once, synchronously.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -31,6 +37,7 @@ class Attempt:
     latency_ms: float
     error: str | None = None
     at: float = field(default_factory=time.time)
+    answer: str | None = None  # the webhook's response body (first 500 characters)
 
 
 @dataclass
@@ -93,17 +100,46 @@ class EventSender:
             }
         return body, headers
 
+    def legacy_card_wire(self, document: dict[str, Any], *, encrypted: bool = False
+                         ) -> tuple[bytes, dict[str, str]]:
+        """Body and headers of a legacy message-card request. Clicks carry
+        `X-Lark-Signature = hex(sha1(timestamp + nonce + verification_token + raw body))`; the
+        legacy url_verification challenge goes unsigned (lark-oapi answers it before any check)."""
+        plain = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        body = json.dumps({"encrypt": encrypt(plain, self.config.encrypt_key)}).encode() if encrypted \
+            else plain.encode()
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Feishu-Sandbox"}
+        if document.get("type") != "url_verification":
+            timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+            digest = hashlib.sha1((timestamp + nonce + self.config.verification_token).encode() + body)
+            headers |= {
+                "X-Lark-Request-Timestamp": timestamp,
+                "X-Lark-Request-Nonce": nonce,
+                "X-Lark-Signature": digest.hexdigest(),
+            }
+        return body, headers
+
     # -- delivering ------------------------------------------------------------------
+
+    def deliver_legacy_card(self, document: dict[str, Any], *, encrypted: bool = False) -> Attempt:
+        """One synchronous legacy card request (a click, or the URL's challenge); never re-sent."""
+        label = "url_verification" if document.get("type") == "url_verification" else \
+            f"legacy-card:{document.get('token', '')}"
+        body, headers = self.legacy_card_wire(document, encrypted=encrypted)
+        return self._post(label, body, headers, encrypted, 1)
 
     def deliver_now(self, document: dict[str, Any], *, encrypted: bool, attempt: int = 1) -> Attempt:
         """One synchronous delivery attempt (no re-delivery)."""
-        event_id = _event_id(document)
         body, headers = self.wire(document, encrypted=encrypted)
+        return self._post(_event_id(document), body, headers, encrypted, attempt)
+
+    def _post(self, event_id: str, body: bytes, headers: dict[str, str], encrypted: bool,
+              attempt: int) -> Attempt:
         started = time.perf_counter()
         try:
             response = self._client.post(self.config.webhook_url, content=body, headers=headers)
             record = Attempt(event_id, attempt, response.status_code, encrypted,
-                             (time.perf_counter() - started) * 1000)
+                             (time.perf_counter() - started) * 1000, answer=response.text[:500])
         except httpx.HTTPError as exc:
             record = Attempt(event_id, attempt, None, encrypted,
                              (time.perf_counter() - started) * 1000, error=type(exc).__name__)

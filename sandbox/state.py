@@ -10,11 +10,12 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sandbox.contract import ContractWorld
+from sandbox.contract import CONTRACT_CHAT_ID, ContractWorld
 from sandbox.coze import CozeWorld
 from sandbox.seed import seed, seed_documents
 from sandbox.sender import EventSender, SenderConfig
@@ -27,6 +28,7 @@ SANDBOX_TENANT_KEY = "sandbox_tenant_0001"
 DEFAULT_CHAT_ID = "oc_sandbox_default_chat"
 DEFAULT_USER_OPEN_ID = "ou_sandbox_user_0001"
 DEFAULT_USER_NAME = "沙箱用户"
+RECALLED_CONTENT = "This message was recalled"  # a recalled message's content in listings
 
 
 @dataclass
@@ -56,6 +58,18 @@ class SandboxConfig:
     contract_today: date | None = None  # last day of the seeded contract records (None: today)
 
 
+def churn_plan(value: Any) -> dict[str, int] | None:
+    """`{"add": n, "delete": n, "pages"?: n}` validated (None or {} turns the fault off)."""
+    if not value:
+        return None
+    if not isinstance(value, dict) or not set(value) <= {"add", "delete", "pages"}:
+        raise ValueError("paging_churn: {\"add\": n, \"delete\": n, \"pages\"?: n}")
+    plan = {key: int(value[key]) for key in ("add", "delete", "pages") if value.get(key) is not None}
+    if any(n < 0 for n in plan.values()):
+        raise ValueError("paging_churn: counts must not be negative")
+    return None if plan.get("pages") == 0 else plan
+
+
 @dataclass
 class Faults:
     """Probabilities (0..1) applied to open-platform API calls, not to auth endpoints."""
@@ -63,11 +77,35 @@ class Faults:
     rate_limit: float = 0.0
     server_error: float = 0.0
     expire_tokens: bool = False  # every issued tenant token is treated as expired
+    recall_cards: float = 0.0  # a card the app sends is recalled by a user right after (probability)
     # OAuth token endpoint: the next N refresh calls stall this long before being processed
     # (a slow network or a process killed mid-refresh), or answer HTTP 500 without rotating.
     slow_refresh_seconds: float = 0.0
     slow_refresh_count: int = 0
     refresh_server_errors: int = 0
+    # Message sends (create, reply) throttled by IM: 230020 (this chat) or 11232 (the whole
+    # service), HTTP 400, with `x-ogw-ratelimit-reset: throttle_reset_seconds` (None: no header).
+    # Each fault below fires for the next `<name>_count` calls, then with probability `<name>`.
+    throttle_chat: float = 0.0
+    throttle_chat_count: int = 0
+    throttle_tenant: float = 0.0
+    throttle_tenant_count: int = 0
+    throttle_reset_seconds: float | None = 1.0
+    # What a gateway in front of every /open-apis endpoint (the token endpoints included) can do:
+    # answer HTTP 502 with an HTML page, close the connection without an answer, or hold the
+    # request `stall_seconds` (longer than the client's timeout) before processing it.
+    html_502: float = 0.0
+    html_502_count: int = 0
+    reset: float = 0.0
+    reset_count: int = 0
+    stall: float = 0.0
+    stall_count: int = 0
+    stall_seconds: float = 5.0
+    # Users edit a table while the app pages through it: after each records page that has more,
+    # `add` rows are inserted at a random position and `delete` random rows removed (through the
+    # same path as the edit endpoint, so subscribed apps get the change events); `pages` (if
+    # given) limits how many pages churn. None: off. See sandbox/products/bitable.py.
+    paging_churn: dict[str, int] | None = None
 
     def update(self, values: dict[str, Any]) -> None:
         for key in ("slow_refresh_count", "refresh_server_errors"):
@@ -75,7 +113,7 @@ class Faults:
                 setattr(self, key, max(0, int(values[key])))
         if "slow_refresh_seconds" in values:
             self.slow_refresh_seconds = max(0.0, float(values["slow_refresh_seconds"]))
-        for key in ("rate_limit", "server_error"):
+        for key in ("rate_limit", "server_error", "recall_cards"):
             if key in values:
                 value = float(values[key])
                 if not 0.0 <= value <= 1.0:
@@ -83,6 +121,36 @@ class Faults:
                 setattr(self, key, value)
         if "expire_tokens" in values:
             self.expire_tokens = bool(values["expire_tokens"])
+        self._update_gateway_faults(values)
+        if "paging_churn" in values:
+            self.paging_churn = churn_plan(values["paging_churn"])
+
+    GATEWAY_FAULTS = ("throttle_chat", "throttle_tenant", "html_502", "reset", "stall")
+
+    def _update_gateway_faults(self, values: dict[str, Any]) -> None:
+        for key in self.GATEWAY_FAULTS:
+            if key in values:
+                value = float(values[key])
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{key} must be between 0 and 1")
+                setattr(self, key, value)
+            if f"{key}_count" in values:
+                setattr(self, f"{key}_count", max(0, int(values[f"{key}_count"])))
+        if "stall_seconds" in values:
+            self.stall_seconds = max(0.0, float(values["stall_seconds"]))
+        if "throttle_reset_seconds" in values:
+            reset = values["throttle_reset_seconds"]
+            self.throttle_reset_seconds = None if reset is None else max(0.0, float(reset))
+
+    def take(self, name: str, roll: Callable[[], float]) -> bool:
+        """Whether gateway fault `name` fires for this call: while its count lasts (counting it
+        down), else with its probability. Call under the state's lock."""
+        count = getattr(self, f"{name}_count")
+        if count > 0:
+            setattr(self, f"{name}_count", count - 1)
+            return True
+        chance = getattr(self, name)
+        return chance > 0 and roll() < chance
 
 
 @dataclass
@@ -98,18 +166,22 @@ class Message:
     uuid: str | None = None
     create_time: int = field(default_factory=lambda: int(time.time() * 1000))
     versions: list[str] = field(default_factory=list)  # earlier contents of a patched card
+    recalled: bool = False  # listed as deleted with fixed text; Feishu refuses to patch it
+    update_time: int | None = None  # ms, the last patch
+    patched_at: list[float] = field(default_factory=list)  # the last second's patches (5 QPS rule)
 
     def to_api(self, tenant_key: str) -> dict[str, Any]:
-        """The message object as im/v1 returns it."""
+        """The message object as im/v1 returns it (a recalled one as `deleted` with the text
+        Feishu's message list documents for it)."""
         return {
             "message_id": self.message_id,
             "root_id": self.root_id,
             "parent_id": self.parent_id,
             "msg_type": self.msg_type,
             "create_time": str(self.create_time),
-            "update_time": str(self.create_time),
-            "deleted": False,
-            "updated": False,
+            "update_time": str(self.update_time or self.create_time),
+            "deleted": self.recalled,
+            "updated": bool(self.versions),
             "chat_id": self.chat_id,
             "sender": {
                 "id": self.sender_id,
@@ -117,7 +189,7 @@ class Message:
                 "sender_type": self.sender_type,
                 "tenant_key": tenant_key,
             },
-            "body": {"content": self.content},
+            "body": {"content": RECALLED_CONTENT if self.recalled else self.content},
         }
 
 
@@ -136,6 +208,12 @@ class SandboxState:
         self.refresh_log: list[dict[str, Any]] = []
         self._seed()
         self.subscriptions: set[str] = set()  # bitable app tokens subscribed to change events
+        # Chats the app's bot is not a member of: Feishu never pushes their messages to the app
+        # (a bot gets its 1:1 chats and @-mentions in its groups). Every other chat is the app's.
+        self.chats_without_app: set[str] = {CONTRACT_CHAT_ID}
+        # The app's role on a file: "manage" (owner/manager, the default), "edit" or "read".
+        # Only managers may subscribe to a file's change events.
+        self.file_roles: dict[str, str] = {}
         self.token_requests = 0
         self.messages: dict[str, Message] = {}
         self.bot_sent: list[Message] = []
@@ -251,6 +329,11 @@ class SandboxState:
 
     # -- messages ----------------------------------------------------------------------
 
+    def app_in_chat(self, chat_id: str) -> bool:
+        """Whether `im.message.receive_v1` for this chat may reach the app (see chats_without_app)."""
+        with self.lock:
+            return chat_id not in self.chats_without_app
+
     def add_user_message(self, chat_id: str, user_open_id: str, text_content: str) -> Message:
         message = Message(self.next_id("om_"), chat_id, "text", text_content, "user", user_open_id)
         with self.lock:
@@ -278,10 +361,13 @@ class SandboxState:
                 self._uuid_index[uuid] = (message.message_id, time.time())
             return message, True
 
-    def record_call(self, method: str, path: str, status: int, code: int) -> None:
+    def record_call(self, method: str, path: str, status: int, code: int, fault: str = "") -> None:
+        """`fault` names the gateway fault that shaped the answer (html_502, reset, stall)."""
         with self.lock:
-            self.api_calls.append({"method": method, "path": path, "status": status, "code": code,
-                                   "at": time.time()})
+            call = {"method": method, "path": path, "status": status, "code": code, "at": time.time()}
+            if fault:
+                call["fault"] = fault
+            self.api_calls.append(call)
 
     def reset(self) -> None:
         with self.lock:
@@ -294,6 +380,7 @@ class SandboxState:
             self.refresh_log.clear()
             self._seed()
             self.subscriptions.clear()
+            self.file_roles.clear()
             self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu
             self.contract.cancel_timers()
             records = self.contract._records

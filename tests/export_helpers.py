@@ -33,7 +33,7 @@ def export_env(sandbox_url: str, **overrides: str) -> dict[str, str]:
         "EXPORT_BACKOFF_SECONDS": "0.2",
         "EXPORT_BACKOFF_MAX_SECONDS": "2",
         "EXPORT_MESSENGER_URL": f"{sandbox_url}/next/messenger",
-        "EXPORT_POLL_SECONDS": "0",
+        "EXPORT_POLL_SECONDS": "1",  # the only way completion messages arrive
         "EXPORT_TICK_SECONDS": "2",
     }
     env.update(overrides)

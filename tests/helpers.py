@@ -34,3 +34,11 @@ def challenge_body(token: str = SANDBOX_VERIFICATION_TOKEN, *, encrypt_key: str 
     if encrypt_key:
         return json.dumps({"encrypt": encrypt(json.dumps(doc), encrypt_key)}).encode()
     return json.dumps(doc).encode()
+
+
+# Every fault knob issue 14 added, at once (with the older rate limits and server errors):
+# gateways answer HTML 502s and reset connections, IM throttles sends per chat (230020) and per
+# service (11232), users recall cards, and tables change while they are paged.
+EVERY_FAULT = {"rate_limit": 0.03, "server_error": 0.03, "html_502": 0.03, "reset": 0.03,
+               "throttle_chat": 0.2, "throttle_tenant": 0.1, "recall_cards": 0.5,
+               "paging_churn": {"add": 2, "delete": 2, "pages": 20}}

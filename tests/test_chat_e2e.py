@@ -13,9 +13,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from bot.models import ChatCommand
+from bot.export import runner
+from bot.export.progress import progress
+from bot.models import ChatCard, ChatCommand
 from sandbox.state import DEFAULT_USER_OPEN_ID
 from tests.export_helpers import running_stack, store_auth, wait_for
+from tests.helpers import EVERY_FAULT
 
 pytestmark = pytest.mark.slow
 STRANGER = "ou_not_on_the_list_0009"
@@ -197,3 +200,47 @@ def test_card_buttons_retry_failed_windows_with_the_same_permissions(chat_stack)
             if r.message_id.startswith("card-")
         )
     assert clicks == sorted([(DEFAULT_USER_OPEN_ID, "ok"), (STRANGER, "refused")])
+
+
+def test_every_command_is_answered_and_no_card_stays_live_with_every_fault_on(chat_stack):
+    """Issue 14's faults all at once — sends throttled per chat and per service, HTML 502s,
+    reset connections, 429s and 5xx, cards recalled by users: every command still gets exactly
+    one answer, the export ends exact, and every card ends final (a recalled one with its
+    reason), none left live."""
+    stack, services, state, base_url = chat_stack
+    store_auth(stack.env(), base_url)
+    httpx.post(f"{base_url}/sandbox/faults", json=EVERY_FAULT).raise_for_status()
+    asked = [say(base_url, "/export start 2022-01-01 2022-01-31")]
+    commands = ("/help", "/sync", "/frobnicate", "/export start 2022-02-30 2022-03-01")
+    asked += [say(base_url, text) for text in commands]
+    asked.append(say(base_url, "/status", user=STRANGER))
+    assert wait_for(lambda: all(replies(base_url, m) for m in asked), 120), \
+        [m for m in asked if not replies(base_url, m)]
+
+    def export_done() -> bool:
+        run_id = runner.latest_run_id(services.engine)
+        return run_id is not None and progress(services.engine, run_id).status == "done"
+
+    assert wait_for(export_done, 300), stack.log_text()[-3000:]
+    expected = sum(1 for r in state.contract.records if "2022-01-01" <= r.created[:10] <= "2022-01-31")
+    assert progress(services.engine, runner.latest_run_id(services.engine)).records == expected
+    assert "导出：第 1 次，已完成，100%" in reply_text(base_url, say(base_url, "状态"), timeout=120)
+
+    def cards() -> list[ChatCard]:
+        with services.sessions() as session:
+            return list(session.scalars(select(ChatCard)))
+
+    assert wait_for(lambda: cards() and all(c.state == "final" for c in cards()), 120), \
+        [(c.message_id, c.state) for c in cards()]
+    recalled = {m["message_id"] for m in httpx.get(f"{base_url}/sandbox/sent").json()["items"]
+                if m["deleted"]}
+    for card in cards():
+        if card.message_id in recalled:
+            assert card.finished_reason and card.finished_reason.startswith("recalled"), card.finished_reason
+        else:
+            assert card.finished_reason is None
+            assert history(base_url, card.message_id)[-1]["header"]["template"] == "green"
+    for message_id in asked:  # exactly one answer each, whatever was retried on the way
+        assert len(replies(base_url, message_id)) == 1, message_id
+    faulted = {c.get("fault") or c["code"] for c in state.api_calls if c["status"] != 200}
+    assert {230020, 11232, "reset", "html_502"} <= faulted, faulted

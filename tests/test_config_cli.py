@@ -77,3 +77,65 @@ def test_worker_rejects_unknown_queue():
     result = CliRunner().invoke(main, ["worker", "-q", "nope"])
     assert result.exit_code == 2
     assert "unknown queue" in result.output
+
+
+# -- item 7: completion messages reach the bridge only by polling ------------------------------
+
+
+def _database_with_run(tmp_path, *, status: str = "running") -> str:
+    """A current-schema SQLite database holding one export run in `status`."""
+    from datetime import datetime
+
+    from bot.db import init_schema, make_engine
+    from bot.export import runner
+    from bot.export.options import RunOptions
+
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    engine = make_engine(url)
+    init_schema(engine)
+    run_id = runner.create_run(engine, datetime(2024, 1, 1), datetime(2024, 1, 8), RunOptions())
+    if status == "paused":
+        runner.pause(engine, run_id, "auth")
+    elif status == "cancelled":
+        runner.cancel(engine, run_id)
+    engine.dispose()
+    return url
+
+
+def _check(tmp_path, *extra: str, **env: str):
+    return CliRunner().invoke(main, ["--env-file", str(tmp_path / "none.env"), "config", "check", *extra],
+                              env=_env(VAR_DIR=str(tmp_path / "var"), **env))
+
+
+def test_polling_is_the_catching_path_and_on_by_default():
+    from bot.processes.cron import SCHEDULE
+    from bot.queue import Jobs
+
+    settings = Settings(_env_file=None)
+    assert settings.export_poll_seconds == 30
+    [poll] = [p for p in SCHEDULE if p.job == Jobs.POLL_EXPORT_MESSAGES]
+    assert poll.every(settings) == 30
+
+
+def test_config_check_refuses_polling_off_while_an_export_runs(tmp_path):
+    url = _database_with_run(tmp_path)
+    for extra in ((), ("--json",)):
+        result = _check(tmp_path, *extra, DATABASE_URL=url, EXPORT_POLL_SECONDS="0")
+        assert result.exit_code == 1, result.output
+        [line] = result.output.strip().splitlines()  # the CLI rule: one line, what is wrong and what to do
+        assert "EXPORT_POLL_SECONDS" in line and "export run 1" in line, line
+        assert "set EXPORT_POLL_SECONDS" in line and "export cancel" in line, line
+    assert _check(tmp_path, DATABASE_URL=url, EXPORT_POLL_SECONDS="30").exit_code == 0
+
+
+def test_config_check_allows_polling_off_when_no_export_runs(tmp_path):
+    # no database at all: nothing can be running, and the check must not crash on it
+    absent = _check(tmp_path, EXPORT_POLL_SECONDS="0")
+    assert absent.exit_code == 0, absent.output
+    assert not (tmp_path / "var" / "feishu-bridge.db").exists()  # a check creates no database
+    for status in ("paused", "cancelled"):
+        folder = tmp_path / status
+        folder.mkdir()
+        url = _database_with_run(folder, status=status)
+        result = _check(folder, DATABASE_URL=url, EXPORT_POLL_SECONDS="0")
+        assert result.exit_code == 0, (status, result.output)

@@ -32,7 +32,7 @@ def _file(services, message_id: str, rows: int, first=None, last=None, at=None) 
             file_key=f"k-{message_id}",
             file_name="x.xlsx",
             message_at=at or utcnow(),
-            seen_via="event",
+            seen_via="poll",
             state="downloaded",
             rows=rows,
             min_created=first,

@@ -111,3 +111,21 @@ def test_legacy_schema_1_event_parses():
                                "event": {"type": "app_open", "x": 1}})
     assert (parsed.event_id, parsed.event_type, parsed.schema_version) == ("u-1", "app_open", "1.0")
     assert "token" not in parsed.payload
+
+
+def test_legacy_card_callbacks_are_400_naming_the_callback_to_configure():
+    """The legacy "message card request URL" body (no schema, `token` = card-update credential)
+    is refused whatever is configured, encrypted or not — never taken unverified, never a 500."""
+    from sandbox.events import legacy_card_action
+
+    doc = legacy_card_action(operator_open_id="ou_x", value={"action": "export_retry", "run": 1},
+                             message_id="om_card", chat_id="oc_x", tenant_key="t")
+    for encrypted in (False, True):
+        body, headers = sender().legacy_card_wire(doc, encrypted=encrypted)
+        for key, token in ((KEY, TOKEN), (KEY, ""), ("", TOKEN), ("", "")):
+            if encrypted and not key:
+                continue  # an encrypted body without a key is NO_ENCRYPT_KEY, as for events
+            result = examine(body, headers, key, token)
+            assert isinstance(result, Refusal), (encrypted, key, token)
+            assert (result.reason, result.status) == (Reason.LEGACY_CARD, 400)
+            assert "card.action.trigger" in result.detail and "message card request URL" in result.detail

@@ -79,6 +79,7 @@ def test_only_the_token_manager_reads_stored_grants():
 # Feishu, to tests/test_tokens.py::test_every_feishu_job_succeeds_with_expired_tokens.
 JOBS_CALLING_FEISHU = {"process_events": True, "refresh_due_tokens": True, "deliver_alerts": True,
                        "sync_cache_source": True, "apply_cache_changes": True, "refresh_cache_schema": True,
+                       "refresh_cache_formulas": True,
                        "sweep_receipts": False, "schedule_cache_syncs": False,
                        "download_export_file": True, "poll_export_messages": True, "plan_export": False,
                        "submit_export_window": False, "tick_exports": False,

@@ -222,7 +222,12 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
     assert apply_cache_changes(source.id, DEFECTS_TABLE)["applied"] == 1
     httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
-    assert refresh_cache_schema(source.id, DEFECTS_TABLE) == 15
+    assert refresh_cache_schema(source.id, DEFECTS_TABLE) == 16
+    # refresh_cache_formulas: the formula and lookup columns, re-read as that user
+    from jobs.caches import refresh_cache_formulas
+
+    httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
+    assert "api_calls" in refresh_cache_formulas(source.id, DEFECTS_TABLE)
     # poll_export_messages and download_export_file: the contract bot's chat, read as the user
     from datetime import datetime
 
@@ -239,7 +244,6 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
                                RunOptions())
     [window_id] = runner.plan(services.engine, run_id, sized=[]).ids[:1]
     runner.record_submission(services.engine, window_id, Reply(Answer.OK, 200, "ok"))
-    state.contract.faults.events = False
     complete_export(state, "exp-tokens", "2024-06-03", "2024-06-04", "")
     httpx.post(f"{base_url}/sandbox/oauth/expire", json={})
     assert poll_export_messages() == 1
@@ -247,7 +251,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     assert download_export_file(1) == "matched"
     with services.sessions() as session:
         outcomes = list(session.scalars(select(TokenRefresh.outcome)))
-    assert outcomes == ["authorized"] + ["refreshed"] * 6
+    assert outcomes == ["authorized"] + ["refreshed"] * 7
     # refresh_chat_cards: a progress card patched with a tenant token the sandbox stopped accepting
     from bot.im import reply_card
     from bot.models import ChatCard

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import threading
 
+import httpx
+import pytest
 from rq import Queue
 from sqlalchemy import select
 
@@ -156,3 +159,62 @@ def test_database_down_is_503_not_500(client, services):
         services.engine = original
     assert response.status_code == 503
     assert response.get_json()["msg"] == "storage unavailable, retry later"
+
+
+# -- item 8: legacy "message card request URL" callbacks ---------------------------------------
+
+RETRY = {"action": "export_retry", "run": 1}
+
+
+@pytest.fixture
+def live_webhook(app, sandbox):
+    """The bridge's app on a loopback port, the sandbox delivering to it; both stopped after."""
+    from werkzeug.serving import make_server
+
+    base_url, state = sandbox
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="bridge-webhook", daemon=True)
+    thread.start()
+    state.sender.config.webhook_url = f"http://127.0.0.1:{server.server_port}/webhook/event"
+    try:
+        yield base_url, state
+    finally:
+        state.sender.config.webhook_url = ""
+        server.shutdown()
+        thread.join(30)
+
+
+def _retry_card(state) -> str:
+    content = {"config": {"update_multi": True}, "elements": [{"tag": "action", "actions": [
+        {"tag": "button", "text": {"tag": "plain_text", "content": "重试失败的窗口"}, "value": RETRY}]}]}
+    message, _ = state.add_bot_message(chat_id="oc_sandbox_default_chat", msg_type="interactive",
+                                       content=json.dumps(content, ensure_ascii=False), uuid=None)
+    return message.message_id
+
+
+def test_legacy_card_callback_is_400_naming_the_setting_to_change(live_webhook, services):
+    base_url, state = live_webhook
+    card_id = _retry_card(state)
+    for encrypted in (False, True):
+        clicked = httpx.post(f"{base_url}/sandbox/card-action", json={
+            "message_id": card_id, "value": RETRY, "legacy": True, "encrypted": encrypted}).json()
+        assert clicked["webhook_status"] == 400, clicked
+        answer = clicked["webhook_answer"]
+        assert answer["reason"] == "legacy_card_callback", answer
+        assert "card.action.trigger" in answer["msg"] and "Callback configuration" in answer["msg"]
+    assert _receipts(services) == []  # nothing unverified was recorded
+    # the same button through the callback the README tells you to configure is taken
+    clicked = httpx.post(f"{base_url}/sandbox/card-action", json={"message_id": card_id, "value": RETRY})
+    assert clicked.json()["webhook_status"] == 200
+    [receipt] = _receipts(services)
+    assert receipt.event_type == "card.action.trigger"
+
+
+def test_legacy_card_url_challenge_is_answered_only_with_the_token(live_webhook, services):
+    base_url, _ = live_webhook
+    # indistinguishable from the event subscription's own plaintext challenge: answered the same way
+    ok = httpx.post(f"{base_url}/sandbox/card-url-verification", json={"challenge": "legacy-abc"}).json()
+    assert (ok["webhook_status"], ok["webhook_answer"]) == (200, {"challenge": "legacy-abc"})
+    forged = httpx.post(f"{base_url}/sandbox/card-url-verification", json={"token": "not-the-token"}).json()
+    assert forged["webhook_status"] == 401 and forged["webhook_answer"]["reason"] == "bad_token"
+    assert _receipts(services) == []

@@ -1,6 +1,10 @@
 """Applying change events to a cached bitable: re-fetch every noted record's *current* state in
 batches (so duplicated or reordered events cannot leave the cache wrong), and refresh a table's
-fields when they changed."""
+fields when they changed.
+
+`batch_get` answers text fields in another shape than the list a full sync reads; the store
+gives every field type one shape (values.py), which needs the field's type — so a record naming
+a field the cache does not know yet makes the schema be read first."""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
-from bot.caches import schedule, store
+from bot.caches import schedule, store, values
 from bot.caches.fetch import Fetcher
 from bot.caches.sync import SYNC_LOCK_SECONDS, sync_lock_name
+from bot.models import CacheSource
 from bot.services import Services
 
 # record ids → (records found, ids Feishu no longer has)
@@ -41,10 +46,25 @@ def apply_pending(services: Services, source_id: int, table_id: str) -> dict:
     fetcher = Fetcher(services.feishu, as_user=source.as_user)
     try:
         applied = drain_pending(services.engine, source_id, table_id,
-                                lambda ids: fetcher.batch_get(source.obj_token, table_id, ids))
+                                _typed_batch_get(services, source, table_id, fetcher))
     finally:
         lock.release()
     return {"applied": applied, "api_calls": fetcher.calls}
+
+
+def _typed_batch_get(services: Services, source: CacheSource, table_id: str, fetcher: Fetcher) -> FetchBatch:
+    """batch_get, re-reading the table's fields first when a record carries one the cache has
+    no type for (added since the last schema read; its field event may still be queued)."""
+
+    def fetch(ids: list[str]) -> tuple[Sequence[dict], Sequence[str]]:
+        found, absent = fetcher.batch_get(source.obj_token, table_id, ids)
+        known = {f.name: f.type for f in store.table_fields(services.engine, source.id, table_id)}
+        if values.unknown_fields(found, known):
+            store.replace_fields(services.engine, source.id, table_id,
+                                 fetcher.fields(source.obj_token, table_id))
+        return found, absent
+
+    return fetch
 
 
 def refresh_schema(services: Services, source_id: int, table_id: str) -> int:

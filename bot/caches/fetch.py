@@ -2,20 +2,29 @@
 page), spreadsheets (values in row chunks), docx documents and wiki nodes.
 
 Records are taken from the raw response body, not the SDK's objects, so each field value is
-stored exactly as Feishu sent it.
+kept as Feishu sent it (the store then gives each field type one shape: values.py). A table is
+read as one consistent state even while users edit it between pages (snapshot.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+
+from bot.caches import snapshot
 
 if TYPE_CHECKING:
     from bot.feishu import Feishu
 
+log = logging.getLogger(__name__)
+
 RECORDS_PAGE = 500
+RECORDS_OP = "bitable.v1.app_table_record.list"
 BATCH_GET = 100
 LIST_PAGE = 100
 
@@ -33,6 +42,19 @@ class TableData:
 
 def _data(response: Any) -> dict[str, Any]:
     return json.loads(response.raw.content)["data"]
+
+
+def _server_ms(response: Any) -> int:
+    """The server's clock when it answered (its `Date` header, to the second), so rows it stamped
+    are compared with its own time; without one, ours less a margin for clock skew."""
+    headers = getattr(response.raw, "headers", None) or {}
+    date = next((v for k, v in headers.items() if k.lower() == "date"), None)
+    if date:
+        try:
+            return int(parsedate_to_datetime(date).timestamp()) * 1000
+        except (TypeError, ValueError):
+            pass
+    return int(time.time() * 1000) - snapshot.FRESH_SKEW_MS
 
 
 @dataclass
@@ -105,6 +127,30 @@ class Fetcher:
 
     def records(self, app_token: str, table_id: str, progress: Callable[[int], None] | None = None
                 ) -> list[dict[str, Any]]:
+        """Every record of a table as one consistent state, though users may edit it between
+        pages (snapshot.py): a table that holds still costs one pass; one that changed is read
+        again, a few times at most, then reconciled with `batch_get`. A listing that stops short
+        of its total on a table that holds still fails loudly, as it always did."""
+        passes: list[snapshot.Pass] = []
+        while True:
+            previous = passes[-1].stamps() if passes else {}
+            passes.append(self._record_pass(app_token, table_id, previous, None if passes else progress))
+            verdict = snapshot.decide(passes)
+            last = passes[-1]
+            if verdict is snapshot.Verdict.ACCEPT:
+                return list(last.records.values())
+            if verdict is snapshot.Verdict.TRUNCATED:
+                raise RuntimeError(f"{RECORDS_OP} {table_id}: got {len(last.records)} items but Feishu "
+                                   f"declared {last.final_total}, twice, while the table held still")
+            if verdict is snapshot.Verdict.RECONCILE:
+                return self._reconciled(app_token, table_id, passes)
+            log.info("table changed while being read; reading it again",
+                     extra={"table": table_id, "pass": len(passes), "duplicates": last.duplicates,
+                            "fresh": last.fresh, "totals": sorted(set(last.totals))})
+
+    def _record_pass(self, app_token: str, table_id: str, previous: dict[str, Any],
+                     progress: Callable[[int], None] | None) -> snapshot.Pass:
+        """One listing of a table, every page, judged as it comes (duplicates, totals, fresh rows)."""
         from lark_oapi.api.bitable.v1 import ListAppTableRecordRequest
 
         def page(token: str | None):
@@ -113,11 +159,39 @@ class Fetcher:
                      .page_size(RECORDS_PAGE).automatic_fields(True))
                 return (b.page_token(token) if token else b).build()
 
-            return self.feishu.call("bitable.v1.app_table_record.list", lambda client, option:
+            return self.feishu.call(RECORDS_OP, lambda client, option:
                                     client.bitable.v1.app_table_record.list(request(), option),
                                     as_user=self.as_user)
 
-        return self._pages("bitable.v1.app_table_record.list", page, progress)
+        one = snapshot.Pass(previous)
+        token: str | None = None
+        while True:
+            self.calls += 1
+            response = page(token)
+            data = _data(response)
+            batch = data.get("items") or []
+            one.add_page(batch, data.get("total"), _server_ms(response))
+            if progress is not None:
+                progress(len(batch))
+            if not data.get("has_more"):
+                return one
+            token = data.get("page_token")
+            if not token:
+                raise RuntimeError(f"{RECORDS_OP}: has_more without a page_token")
+
+    def _reconciled(self, app_token: str, table_id: str, passes: list[snapshot.Pass]) -> list[dict[str, Any]]:
+        """The table never held still: every row the passes saw, those the last one did not show
+        checked with batch_get. Rows that changed meanwhile are corrected by their change events."""
+        merged, doubtful = snapshot.merge(passes)
+        found, absent = self.batch_get(app_token, table_id, doubtful) if doubtful else ([], [])
+        result = snapshot.reconcile(merged, found, absent)
+        if problem := snapshot.shortfall(len(result), passes):
+            raise RuntimeError(f"{RECORDS_OP} {table_id}: {problem}")
+        log.warning("table kept changing while being read; reconciled",
+                    extra={"table": table_id, "passes": len(passes), "records": len(result),
+                           "declared": passes[-1].final_total, "checked": len(doubtful),
+                           "gone": len(absent)})
+        return list(result.values())
 
     def bitable(self, app_token: str, progress: Callable[[int], None] | None = None) -> list[TableData]:
         out = []
@@ -151,6 +225,33 @@ class Fetcher:
             found += data.get("records") or []
             absent += (data.get("absent_record_ids") or []) + (data.get("forbidden_record_ids") or [])
         return found, absent
+
+    def field_values(self, app_token: str, table_id: str, field_names: list[str]) -> list[dict[str, Any]]:
+        """Every record with only the named fields (`field_names`): how formula and lookup
+        columns, which change without events, are re-read without reading everything."""
+        from lark_oapi.api.bitable.v1 import ListAppTableRecordRequest
+
+        names = json.dumps(field_names, ensure_ascii=False)
+
+        def page(token: str | None):
+            def request() -> ListAppTableRecordRequest:
+                b = (ListAppTableRecordRequest.builder().app_token(app_token).table_id(table_id)
+                     .page_size(RECORDS_PAGE).field_names(names))
+                return (b.page_token(token) if token else b).build()
+
+            return self.feishu.call("bitable.v1.app_table_record.list", lambda client, option:
+                                    client.bitable.v1.app_table_record.list(request(), option),
+                                    as_user=self.as_user)
+
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:  # no total check: rows may come and go meanwhile, only known ones are updated
+            self.calls += 1
+            data = _data(page(token))
+            items += data.get("items") or []
+            token = data.get("page_token")
+            if not data.get("has_more") or not token:
+                return items
 
     def subscribe(self, file_token: str) -> None:
         """Ask Feishu to send this bitable's record/field change events to the app."""

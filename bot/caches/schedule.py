@@ -1,11 +1,12 @@
 """Putting cache work on the queue: one sync of a source, the apply and schema-refresh jobs of
-change events (one waiting job per table), and the periodic pass that finds what is due."""
+change events (one waiting job per table), formula-column refreshes, and the periodic pass that
+finds what is due."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.caches import store
+from bot.caches import formulas, store
 from bot.caches.sync import is_fresh
 from bot.queue import Jobs, QueueName, enqueue_once, retry_policy
 from bot.services import Services
@@ -38,9 +39,15 @@ def schedule_schema_refresh(services: Services, source_id: int, table_id: str) -
                  Jobs.REFRESH_CACHE_SCHEMA, source_id, table_id, retry=retry_policy(CHANGE_JOB_RETRIES))
 
 
+def schedule_formula_refresh(services: Services, source_id: int, table_id: str) -> None:
+    enqueue_once(services.queues[QueueName.DEFAULT], f"cache-formulas-{source_id}-{table_id}",
+                 Jobs.REFRESH_CACHE_FORMULAS, source_id, table_id, retry=retry_policy(CHANGE_JOB_RETRIES))
+
+
 def schedule_due(services: Services) -> list[str]:
-    """Enqueue a sync for every source whose interval has passed, and an apply job for changes
-    noted by events whose job never ran (a lost job, a race with a finishing one)."""
+    """Enqueue a sync for every source whose interval has passed, an apply job for changes
+    noted by events whose job never ran (a lost job, a race with a finishing one), and a
+    refresh of formula and lookup columns (which change without events) where one is due."""
     # A sync already running holds its source's lock and reports itself busy: no status check here,
     # so a sync killed mid-way cannot leave its source unscheduled.
     due = [s.name for s in store.list_sources(services.engine) if not is_fresh(s)]
@@ -48,4 +55,7 @@ def schedule_due(services: Services) -> list[str]:
         enqueue_cache_sync(services, name)
     for source_id, table_id in store.pending_tables(services.engine, older_than_seconds=30):
         schedule_apply(services, source_id, table_id)
+    every = services.settings.cache_formula_refresh_seconds
+    for source_id, table_id in formulas.due_tables(services.engine, every):
+        schedule_formula_refresh(services, source_id, table_id)
     return due

@@ -80,3 +80,35 @@ def parse_interval(text: str) -> int:
     if seconds < 60:
         raise SourceError("interval must be at least a minute")
     return seconds
+
+
+def format_interval(seconds: int) -> str:
+    """The inverse of parse_interval, for status lines: 3600 → '1h', 5400 → '90m'."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+SUBSCRIBE_FORBIDDEN = 1069603  # HTTP 403: no manage rights (drive-v1 subscribe's error table)
+
+
+def subscribe_refusal(code: int | None, msg: str | None) -> str:
+    """Why Feishu would not send a bitable's change events, in words an operator can act on."""
+    if code == SUBSCRIBE_FORBIDDEN:
+        return (f"subscribe refused (code {code}): the app is not the bitable's owner or manager; "
+                "add it as a manager (document ⋯ → 添加文档应用, 可管理) to get change events")
+    return f"subscribe failed (code {code}: {msg})"
+
+
+def events_status(obj_type: str | None, subscribed: bool, events_error: str | None,
+                  interval_seconds: int) -> str | None:
+    """How a source's cache keeps up: by change events, or only by its scheduled full syncs.
+    None where change events do not apply (sheets, docs)."""
+    if obj_type != "bitable":
+        return None
+    if events_error:
+        return f"no change events: {events_error}, refreshed every {format_interval(interval_seconds)}"
+    if subscribed:
+        return "change events"
+    return "change events after the first sync"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from bot.caches import values
 from bot.caches.fetch import TableData
-from bot.caches.sources import SourceError, SourceRef
+from bot.caches.sources import SourceError, SourceRef, events_status
 from bot.models import (
     CacheDocument,
     CacheField,
@@ -82,10 +83,13 @@ def _field_rows(source_id: int, table_id: str, fields: Sequence[dict]) -> list[d
     ]
 
 
-def _record_rows(source_id: int, table_id: str, records: Sequence[dict], now: datetime) -> list[dict]:
+def _record_rows(source_id: int, table_id: str, records: Sequence[dict], now: datetime,
+                 types: Mapping[str, int]) -> list[dict]:
+    """Rows to insert, each value in the one shape its field type has in the cache (values.py),
+    whichever endpoint the record came from."""
     return [
         {"source_id": source_id, "table_id": table_id, "record_id": r["record_id"],
-         "fields": json.dumps(r.get("fields") or {}, ensure_ascii=False),
+         "fields": json.dumps(values.normalise_fields(r.get("fields") or {}, types), ensure_ascii=False),
          "modified_ms": r.get("last_modified_time"), "synced_at": now}
         for r in records
     ]
@@ -103,18 +107,24 @@ def replace_bitable(engine: Engine, source_id: int, tables: Sequence[TableData],
                                                   CacheTable.table_id == table.table_id))
             conn.execute(insert(CacheTable).values(
                 source_id=source_id, table_id=table.table_id, name=table.name, revision=table.revision,
-                record_count=len(table.records), field_count=len(table.fields), synced_at=now))
+                record_count=len(table.records), field_count=len(table.fields), synced_at=now,
+                formulas_refreshed_at=now))
             conn.execute(delete(CacheField).where(CacheField.source_id == source_id,
                                                   CacheField.table_id == table.table_id))
             if table.fields:
                 conn.execute(insert(CacheField), _field_rows(source_id, table.table_id, table.fields))
             conn.execute(delete(CacheRecord).where(CacheRecord.source_id == source_id,
                                                    CacheRecord.table_id == table.table_id))
-            rows = _record_rows(source_id, table.table_id, table.records, now)
+            types = values.field_types(table.fields)
+            rows = _record_rows(source_id, table.table_id, table.records, now, types)
             for start in range(0, len(rows), INSERT_CHUNK):
                 conn.execute(insert(CacheRecord), rows[start:start + INSERT_CHUNK])
             total += len(rows)
     return total
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def summary(engine: Engine) -> list[dict]:
@@ -137,9 +147,13 @@ def summary(engine: Engine) -> list[dict]:
             "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
             "age_seconds": stale, "stale": stale is None or stale > s.interval_seconds,
             "interval_seconds": s.interval_seconds, "last_error": s.last_error,
+            "events": events_status(s.obj_type, s.subscribed_at is not None, s.events_error,
+                                    s.interval_seconds),
             "last_api_calls": s.last_api_calls, "last_duration_ms": s.last_duration_ms,
             "tables": [{"table_id": t.table_id, "name": t.name, "records": t.record_count,
-                        "fields": t.field_count} for t in by_source.get(s.id, [])],
+                        "fields": t.field_count, "full_refresh_at": _iso(t.synced_at),
+                        "formulas_refreshed_at": _iso(t.formulas_refreshed_at)}
+                       for t in by_source.get(s.id, [])],
             "sheets": [{"title": title, "rows": rows} for sid, title, rows in sheets if sid == s.id],
             "documents": [title for sid, title in documents if sid == s.id],
         })
@@ -202,7 +216,9 @@ def apply_changes(engine: Engine, source_id: int, table_id: str, found: Sequence
                                                    CacheRecord.table_id == table_id,
                                                    CacheRecord.record_id.in_(ids)))
         if found:
-            conn.execute(insert(CacheRecord), _record_rows(source_id, table_id, found, now))
+            types = dict(conn.execute(select(CacheField.name, CacheField.type).where(
+                CacheField.source_id == source_id, CacheField.table_id == table_id)).all())
+            conn.execute(insert(CacheRecord), _record_rows(source_id, table_id, found, now, types))
         for record_id, version in taken:
             conn.execute(delete(CachePending).where(
                 CachePending.source_id == source_id, CachePending.table_id == table_id,
@@ -211,7 +227,7 @@ def apply_changes(engine: Engine, source_id: int, table_id: str, found: Sequence
             CacheRecord.source_id == source_id, CacheRecord.table_id == table_id)).scalar_one()
         conn.execute(update(CacheTable).where(CacheTable.source_id == source_id,
                                               CacheTable.table_id == table_id)
-                     .values(record_count=count, synced_at=now))
+                     .values(record_count=count))  # synced_at stays the last full read
 
 
 def replace_fields(engine: Engine, source_id: int, table_id: str, fields: Sequence[dict]) -> None:

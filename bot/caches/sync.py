@@ -14,7 +14,8 @@ from datetime import timedelta
 
 from bot.caches import store
 from bot.caches.fetch import Fetcher
-from bot.caches.sources import SourceError, parse_source
+from bot.caches.sources import SourceError, parse_source, subscribe_refusal
+from bot.feishu import FeishuAPIError
 from bot.models import CacheSource, utcnow
 from bot.services import Services
 
@@ -94,12 +95,25 @@ def sync_source(services: Services, name: str, *, force: bool = False,
 def _sync_bitable(services: Services, fetcher: Fetcher, source: CacheSource, app_token: str,
                   progress: Callable[[int], None] | None) -> tuple[int, int]:
     if source.subscribed_at is None:
-        # Change events flow only for subscribed files; subscribe before reading, so no change
-        # made during the full read is missed.
-        fetcher.subscribe(app_token)
-        store.update_source(services.engine, source.id, subscribed_at=utcnow())
+        # Subscribe before reading, so no change made during the full read is missed.
+        _subscribe(services, fetcher, source, app_token)
     tables = fetcher.bitable(app_token, progress)
     return store.replace_bitable(services.engine, source.id, tables, utcnow()), len(tables)
+
+
+def _subscribe(services: Services, fetcher: Fetcher, source: CacheSource, app_token: str) -> None:
+    """Change events flow only for subscribed files, and only the file's owner or a manager may
+    subscribe. A refusal (a read-only share) does not fail the sync: the source is still read in
+    full on its schedule, its status says why it gets no events, and its next sync asks again."""
+    try:
+        fetcher.subscribe(app_token)
+    except FeishuAPIError as exc:
+        reason = subscribe_refusal(exc.code, exc.msg)
+        store.update_source(services.engine, source.id, events_error=reason)
+        log.warning("no change events for a cache source; it is refreshed on its schedule only",
+                    extra={"source": source.name, "reason": reason})
+        return
+    store.update_source(services.engine, source.id, subscribed_at=utcnow(), events_error=None)
 
 
 def _sync_sheet(services: Services, fetcher: Fetcher, source: CacheSource, token: str,

@@ -22,6 +22,9 @@ def status_text(snapshot: dict[str, Any]) -> str:
         lines.append(
             f"缓存：{len(caches)} 个数据源" + (f"，待更新：{', '.join(stale)}" if stale else "，均为最新")
         )
+        for c in caches:
+            if (c.get("events") or "").startswith("no change events"):
+                lines.append(f"· {c['source']}：{c['events']}")
     else:
         lines.append("缓存：尚未添加数据源")
     tokens = snapshot["tokens"]

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bot.cli.common import open_engine, open_services
+from bot.cli.common import open_engine, open_services, table_console
 
 # -- caches --------------------------------------------------------------------------------
 
@@ -52,21 +52,24 @@ def sources_add(ctx: click.Context, url_or_token: str, name: str, kind: str | No
 def sources_list(ctx: click.Context, as_json: bool) -> None:
     """Declared sources and how their last sync went."""
     from bot.caches import store
+    from bot.caches.sources import events_status
 
     with open_engine(ctx) as engine:
         rows = [{"name": s.name, "kind": s.kind, "token": s.token, "obj_type": s.obj_type, "title": s.title,
                  "interval_seconds": s.interval_seconds, "as_user": s.as_user, "status": s.status,
                  "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
-                 "last_error": s.last_error} for s in store.list_sources(engine)]
+                 "last_error": s.last_error,
+                 "events": events_status(s.obj_type, s.subscribed_at is not None, s.events_error,
+                                         s.interval_seconds)} for s in store.list_sources(engine)]
     if as_json:
         click.echo(json.dumps({"sources": rows}, ensure_ascii=False, indent=2))
         return
-    table = Table("name", "kind", "title", "every", "status", "last success (UTC)", "error")
+    table = Table("name", "kind", "title", "every", "status", "last success (UTC)", "updates", "error")
     for r in rows:
         table.add_row(r["name"], r["obj_type"] or r["kind"], r["title"] or "",
                       f"{r['interval_seconds'] // 60} min", r["status"],
-                      (r["last_success_at"] or "never")[:19], (r["last_error"] or "")[:50])
-    Console().print(table)
+                      (r["last_success_at"] or "never")[:19], r["events"] or "", (r["last_error"] or "")[:50])
+    table_console().print(table)
 
 
 @sources.command("remove")
@@ -148,7 +151,7 @@ def _print_sync_summary(results, failures, as_json: bool) -> None:
                       str(r["seconds"]))
     for f in failures:
         table.add_row(f["source"], "[red]failed[/]", "", "", "", f["error"][:60])
-    Console().print(table)
+    table_console().print(table)
 
 
 @click.group()
@@ -168,12 +171,20 @@ def cache_summary(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"sources": rows}, ensure_ascii=False, indent=2))
         return
-    table = Table("source", "table", "records", "fields", "last sync (UTC)", "stale")
+    table = Table("source", "table", "records", "fields", "full read (UTC)", "formulas (UTC)", "stale")
     for s in rows:
         for t in s["tables"] or [{"name": "—", "records": 0, "fields": 0}]:
             table.add_row(s["source"], t["name"], str(t["records"]), str(t["fields"]),
-                          (s["last_success_at"] or "never")[:19], "yes" if s["stale"] else "no")
-    Console().print(table)
+                          _minute(t.get("full_refresh_at") or s["last_success_at"]),
+                          _minute(t.get("formulas_refreshed_at")), "yes" if s["stale"] else "no")
+    for s in rows:
+        if s["events"] and s["events"].startswith("no change events"):
+            table_console().print(f"{s['source']}: {s['events']}")
+    table_console().print(table)
+
+
+def _minute(iso: str | None) -> str:
+    return iso[:16].replace("T", " ") if iso else "—"
 
 
 @cache.command("query")

@@ -21,6 +21,13 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 console = Console(stderr=True)
+PIPED_WIDTH = 160  # a file or a pipe has no width to fit: tables stay whole there
+
+
+def table_console() -> Console:
+    """Where tables go: stdout, as wide as the terminal, or PIPED_WIDTH columns when piped."""
+    out = Console()
+    return out if out.is_terminal else Console(width=PIPED_WIDTH)
 
 
 def settings_of(ctx: click.Context) -> Settings:

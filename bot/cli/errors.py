@@ -138,6 +138,14 @@ def _feishu(exc, settings: Settings | None) -> str:
     return line
 
 
+def _feishu_unreachable(exc, settings: Settings | None) -> str:
+    """No answer at all (after the gateway's retries): say where Feishu could not be reached."""
+    cause = exc.__cause__
+    if getattr(exc, "kind", "") == "network error" and cause is not None:
+        return _unreachable(cause, settings)
+    return _own_message(exc, settings)
+
+
 def _coze(exc, settings: Settings | None) -> str:
     line = f"Coze refused the call: code {getattr(exc, 'code', None)}, {getattr(exc, 'msg', None) or exc}"
     if getattr(exc, "logid", None):
@@ -174,6 +182,7 @@ _HANDLERS: dict[str, Callable[[BaseException, Settings | None], str | None]] = {
     "httpx.TransportError": _unreachable,
     "requests.exceptions.ConnectionError": _unreachable,
     "requests.exceptions.Timeout": _unreachable,
+    "bot.feishu.FeishuUnreachable": _feishu_unreachable,
     "bot.feishu.FeishuAPIError": _feishu,
     "cozepy.exception.CozeAPIError": _coze,
     "pydantic_core._pydantic_core.ValidationError": _validation,

@@ -29,9 +29,11 @@ def config() -> None:
 def config_check(ctx: click.Context, as_json: bool) -> None:
     """Print the effective configuration (secrets masked) and what a real Feishu app still needs.
 
-    Exits 0 even when something is missing: the sandbox needs none of it.
+    Exits 0 even when something is missing: the sandbox needs none of it. Exits 1 when
+    EXPORT_POLL_SECONDS is 0 while an export runs: polling is how its files arrive.
     """
     settings = settings_of(ctx)
+    _refuse_polling_off(ctx, settings)
     rows = _config_rows(settings)
     missing = settings.missing_for_real_feishu()
     if as_json:
@@ -48,6 +50,35 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
         Console().print("The sandbox (`feishu-bridge up --sandbox`) needs none of these.")
     else:
         Console().print("[green]Everything a real Feishu app needs is set.[/]")
+
+
+def _refuse_polling_off(ctx: click.Context, settings: Settings) -> None:
+    """Completion messages reach the bridge only by polling the contract bot's chat (the app's
+    bot is not in it, so Feishu sends no event): with polling off a running export would wait
+    for files that never come."""
+    if settings.export_poll_seconds > 0:
+        return
+    run_id = _running_export(ctx)
+    if run_id is not None:
+        raise click.ClickException(
+            f"EXPORT_POLL_SECONDS={settings.export_poll_seconds} turns off chat polling, the only way export "
+            f"files reach the bridge, while export run {run_id} is running: set EXPORT_POLL_SECONDS to a "
+            "positive number of seconds (default 30), or stop the run with `feishu-bridge export cancel`")
+
+
+def _running_export(ctx: click.Context) -> int | None:
+    """The running export's id, read through the schema-checked engine; None when there is no
+    database (yet) or none reachable — `config check` must work before `db upgrade`."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bot.export.runner import running_run_id
+    from bot.migrate import DatabaseNotReady
+
+    try:
+        with open_engine(ctx) as engine:
+            return running_run_id(engine)
+    except (DatabaseNotReady, SQLAlchemyError):
+        return None
 
 
 def _config_rows(settings: Settings) -> list[tuple[str, str]]:

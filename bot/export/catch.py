@@ -1,4 +1,9 @@
-"""Recognising "export complete" messages from the contract bot, from events or from polling.
+"""Recognising "export complete" messages from the contract bot, found by polling its chat.
+
+They never arrive as events: a bot receives only its own chats' messages (1:1 chats and
+@-mentions in its groups), and the user's chat with the contract bot is not one of the app's.
+So the chat is listed as EXPORT_USER, with that user's token, every EXPORT_POLL_SECONDS while a
+run waits for files (bot/export/steps.py:poll_messages).
 
 The real message format is undocumented, so the recogniser is configuration: the chat
 (EXPORT_CHAT_ID), optionally the sender (EXPORT_SENDER_ID), and a pattern the attached file's
@@ -64,22 +69,8 @@ def recognise(
     return CompletionFile(message_id, chat_id, str(doc["file_key"]), name, at)
 
 
-def from_event(event: dict[str, Any], settings: Settings) -> CompletionFile | None:
-    message = event.get("message") or {}
-    sender = event.get("sender") or {}
-    return recognise(
-        message_id=message.get("message_id", ""),
-        chat_id=message.get("chat_id", ""),
-        msg_type=message.get("message_type", ""),
-        content=message.get("content"),
-        create_time=message.get("create_time"),
-        sender_ids=_ids(sender.get("sender_id")) | _ids(sender.get("id")),
-        settings=settings,
-    )
-
-
 def from_listing(item: dict[str, Any], settings: Settings) -> CompletionFile | None:
-    """An item of `im/v1/messages` (the polling path)."""
+    """An item of `im/v1/messages`, listed with EXPORT_USER's token (the only way these arrive)."""
     return recognise(
         message_id=item.get("message_id", ""),
         chat_id=item.get("chat_id", ""),

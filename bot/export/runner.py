@@ -69,6 +69,12 @@ def active_run_id(engine: Engine) -> int | None:
         )
 
 
+def running_run_id(engine: Engine) -> int | None:
+    """The run in status 'running', if any: one that needs the chat polled for its files now."""
+    with Session(engine) as session:
+        return session.scalar(select(ExportRun.id).where(ExportRun.status == "running").limit(1))
+
+
 def latest_run_id(engine: Engine) -> int | None:
     with Session(engine) as session:
         return session.scalar(select(ExportRun.id).order_by(ExportRun.id.desc()))

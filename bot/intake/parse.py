@@ -35,6 +35,7 @@ class Reason(StrEnum):
     BAD_TOKEN = "bad_token"
     SHAPELESS = "shapeless"
     REJECTED = "rejected"
+    LEGACY_CARD = "legacy_card_callback"
 
 
 STATUS_FOR_REASON: dict[Reason, int] = {
@@ -65,12 +66,34 @@ class Refusal:
         return STATUS_FOR_REASON.get(self.reason, 400)
 
 
+# What a legacy "message card request URL" (消息卡片请求网址) request is told. Its bodies carry no
+# event id and a `token` that is the card-update credential, not the verification token; its
+# SHA-1 signature is another scheme again. Refusing it is simpler and safer than a second intake.
+LEGACY_CARD_HINT = (
+    "legacy message card request URL (消息卡片请求网址) callback refused: subscribe to "
+    "card.action.trigger under Events & Callbacks → Callback configuration, with this same URL, "
+    "and clear the message card request URL in the bot settings"
+)
+
+
 class ShapeError(ValueError):
     """The body decrypted and authenticated, but is not an event we can record."""
 
 
 def _valid_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+
+
+def is_legacy_card_callback(doc: Mapping[str, Any]) -> bool:
+    """A click posted to the legacy message card request URL: no schema, no uuid, and the card's
+    `open_message_id` and an `action` object at the top level (its own challenge is shaped like
+    the event subscription's and cannot be told apart)."""
+    return (
+        doc.get("schema") in (None, "")
+        and doc.get("uuid") is None
+        and isinstance(doc.get("action"), Mapping)
+        and "open_message_id" in doc
+    )
 
 
 def event_from_plain(doc: Mapping[str, Any]) -> ParsedEvent:
@@ -151,6 +174,9 @@ def examine(
             return Refusal(Reason.UNDECRYPTABLE, "decrypted body is not JSON")
         if not isinstance(doc, dict):
             return Refusal(Reason.NOT_OBJECT, "decrypted body must be a JSON object")
+
+    if is_legacy_card_callback(doc):
+        return Refusal(Reason.LEGACY_CARD, LEGACY_CARD_HINT)  # before the token: its token is not ours
 
     header = doc.get("header")
     is_v2 = doc.get("schema") not in (None, "")

@@ -32,7 +32,7 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic(Jobs.REFRESH_CHAT_CARDS, QueueName.DEFAULT, lambda s: s.chat_card_refresh_seconds, 120),
     Periodic(Jobs.POLL_COZE_OUTBOX, QueueName.COZE, lambda s: s.coze_poll_seconds, 60),
     Periodic(Jobs.CLEAN_COZE_OUTBOX, QueueName.COZE, lambda s: 3600, 600),
-    # 0 turns the polling path off (completion messages then arrive only as events)
+    # the only way export files arrive (no event comes from the contract bot's chat); 0 turns it off
     Periodic(Jobs.POLL_EXPORT_MESSAGES, QueueName.EXPORTS, lambda s: s.export_poll_seconds, 300),
 )
 

@@ -73,7 +73,10 @@ def _capture(data: Any) -> None:
 
 def _refuse(refusal: Refusal):
     EVENTS_REJECTED.labels(refusal.reason.value).inc()
-    log.info("webhook request refused", extra={"reason": refusal.reason.value, "detail": refusal.detail})
+    # a legacy card callback is the app's configuration to fix, not noise: say so louder
+    level = logging.WARNING if refusal.reason is Reason.LEGACY_CARD else logging.INFO
+    log.log(level, "webhook request refused",
+            extra={"reason": refusal.reason.value, "detail": refusal.detail})
     return jsonify(code=refusal.status, msg=refusal.detail, reason=refusal.reason.value), refusal.status
 
 

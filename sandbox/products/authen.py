@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, jsonify, redirect, request
 
 from sandbox import envelope
-from sandbox.guard import open_api, state
+from sandbox.guard import finish, gateway_fault, open_api, state
 
 bp = Blueprint("sandbox_authen", __name__)
 
@@ -36,6 +36,9 @@ def authorize():
     return redirect(f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(query)}", code=302)
 
 
+USED = ("", "", "", 0.0)  # what an exchanged authorization code maps to (answers 20065)
+
+
 def _oauth_error(code: int, error: str, description: str, http_status: int = 400):
     return jsonify(code=code, error=error, error_description=description), http_status
 
@@ -45,11 +48,15 @@ def token():
     st = state()
     body = request.get_json(force=True, silent=True) or {}
     grant_type = str(body.get("grant_type", ""))
+    fault, gateway_answer = gateway_fault(st)
+    if gateway_answer is not None:  # an HTML 502 or a reset: nothing was processed
+        st.log_refresh(grant_type, "error", -1)
+        return finish(st, gateway_answer, fault)
     answer = _token(st, body, grant_type)
     payload = answer[0].get_json() if isinstance(answer, tuple) else answer.get_json()
     status = answer[1] if isinstance(answer, tuple) else 200
     st.log_refresh(grant_type, "ok" if status == 200 else "error", int(payload.get("code", -1)))
-    st.record_call(request.method, request.path, status, int(payload.get("code", -1)))
+    st.record_call(request.method, request.path, status, int(payload.get("code", -1)), fault)
     return answer
 
 
@@ -68,17 +75,23 @@ def _token(st, body: dict, grant_type: str):
             return _oauth_error(envelope.OAUTH_SERVER_ERROR, "server_error", "internal error (sandbox fault)",
                                 500)
     if body.get("client_id") != st.config.app_id or body.get("client_secret") != st.config.app_secret:
-        return _oauth_error(envelope.OAUTH_CLIENT_INVALID, "invalid_client", "client secret invalid", 401)
+        return _oauth_error(envelope.OAUTH_CLIENT_INVALID, "invalid_client", "The client secret is invalid.")
     if grant_type == "authorization_code":
+        code = str(body.get("code", ""))
         with st.lock:
-            found = st.auth_codes.pop(str(body.get("code", "")), None)  # codes are single-use
+            found = st.auth_codes.get(code)
+            if found is not None:
+                st.auth_codes[code] = USED  # codes are single-use
+        if found is USED:
+            return _oauth_error(envelope.OAUTH_CODE_USED, "invalid_grant",
+                                "The authorization code has been used.")
         if found is None:
             return _oauth_error(envelope.OAUTH_CODE_INVALID, "invalid_grant", "authorization code not found")
         open_id, scopes, redirect_uri, expires = found
         if expires < time.time():
             return _oauth_error(envelope.OAUTH_CODE_EXPIRED, "invalid_grant", "authorization code expired")
         if body.get("redirect_uri") and body["redirect_uri"] != redirect_uri:
-            return _oauth_error(envelope.OAUTH_CODE_INVALID, "invalid_grant", "redirect_uri mismatch")
+            return _oauth_error(envelope.OAUTH_REDIRECT_MISMATCH, "invalid_grant", "redirect_uri mismatch")
         return jsonify(st.issue_user_tokens(open_id, scopes))
     if grant_type == "refresh_token":
         with st.lock:
@@ -94,7 +107,8 @@ def _token(st, body: dict, grant_type: str):
                 return _oauth_error(envelope.OAUTH_REFRESH_EXPIRED, "invalid_grant", "refresh token expired")
             grant.used = True  # single use: the new pair replaces it
             return jsonify(st.issue_user_tokens(grant.open_id, grant.scopes, grant.refresh_expires_at))
-    return _oauth_error(20001, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+    return _oauth_error(envelope.OAUTH_GRANT_UNSUPPORTED, "unsupported_grant_type",
+                        f"grant_type {grant_type!r} is not supported")
 
 
 @bp.get("/open-apis/authen/v1/user_info")
@@ -104,8 +118,9 @@ def user_info():
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     with st.lock:
         known = st.user_tokens.get(token)
-    if known is None:
-        return envelope.fail(envelope.INVALID_USER_TOKEN, "this API needs a user access token", 400)
+    if known is None:  # a tenant token on a user-only API: 99991663 says so (generic code table)
+        return envelope.fail(envelope.INVALID_TENANT_TOKEN, "Invalid access token for authorization. "
+                             "Please make a request with token attached.", 400)
     open_id = known[0]
     return envelope.ok({"name": st.users.get(open_id, ""), "en_name": "", "open_id": open_id,
                         "union_id": "on_" + open_id.removeprefix("ou_"), "tenant_key": "sandbox_tenant_0001"})

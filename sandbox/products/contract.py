@@ -13,7 +13,6 @@ import re
 from flask import Blueprint, jsonify, request
 
 from sandbox.contract import CONTRACT_BOT_APP_ID, CONTRACT_CHAT_ID, file_message_content
-from sandbox.events import message_receive
 from sandbox.guard import state
 from sandbox.seed_contract import COLUMNS
 from sandbox.state import Message
@@ -92,7 +91,9 @@ def _export(st, world) -> tuple[int, dict]:
 
 
 def complete_export(st, task_id: str, start: str, end: str, keyword: str) -> None:
-    """The export finished: post its file to the user's chat with the contract bot."""
+    """The export finished: post its file to the user's chat with the contract bot. Nothing is
+    pushed to the app's webhook: its bot is not in that chat (`st.app_in_chat`), and Feishu sends
+    a bot only its own chats' messages. The bridge finds the file by listing the chat."""
     world = st.contract
     rows = _matching(world, start, end, keyword)
     export_file = world.build_file(task_id, rows[: world.cap])
@@ -123,12 +124,6 @@ def complete_export(st, task_id: str, start: str, end: str, keyword: str) -> Non
         )
         with st.lock:
             st.messages[message.message_id] = message
-        if world.faults.events and st.sender.config.webhook_url:
-            event = message_receive(message, chat_type="p2p", tenant_key=st.config.app_id)
-            event["sender"]["sender_type"] = "app"
-            st.sender.send(
-                st.sender.envelope("im.message.receive_v1", event), encrypted=st.config.encrypt_events
-            )
 
 
 def _mark(world, task_id: str, outcome: str) -> None:

@@ -15,7 +15,7 @@ bp = Blueprint("sandbox_docx", __name__, url_prefix="/open-apis/docx/v1/document
 def raw_content(document_id: str):
     doc = state().documents.get(document_id)
     if doc is None:
-        return envelope.fail(envelope.DOCX_NOT_FOUND, "document not found")
+        return envelope.fail(envelope.DOCX_NOT_FOUND, "not found", 404)
     return envelope.ok({"content": doc.raw_content()})
 
 
@@ -24,7 +24,7 @@ def raw_content(document_id: str):
 def list_blocks(document_id: str):
     doc = state().documents.get(document_id)
     if doc is None:
-        return envelope.fail(envelope.DOCX_NOT_FOUND, "document not found")
+        return envelope.fail(envelope.DOCX_NOT_FOUND, "not found", 404)
     blocks = doc.blocks()
     size = min(max(int(request.args.get("page_size", 500) or 500), 1), 500)
     token = request.args.get("page_token", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import quote
 
 from flask import Blueprint, Response, request
@@ -10,6 +11,7 @@ from flask import Blueprint, Response, request
 from sandbox import envelope
 from sandbox.contract import CONTRACT_CHAT_ID
 from sandbox.guard import open_api, state
+from sandbox.state import Message, SandboxState
 
 bp = Blueprint("sandbox_im", __name__)
 
@@ -47,9 +49,12 @@ def create_message():
     if problem or not isinstance(body.get("receive_id"), str):
         return envelope.fail(envelope.IM_INVALID_PARAM, problem or "receive_id is required")
     chat_id = body["receive_id"] if id_type == "chat_id" else f"oc_p2p_{body['receive_id']}"
-    message, _ = st.add_bot_message(chat_id=chat_id, msg_type=body["msg_type"],
-                                    content=body["content"], uuid=body.get("uuid"))
-    return envelope.ok(message.to_api(st.config.app_id))
+    message, created = st.add_bot_message(chat_id=chat_id, msg_type=body["msg_type"],
+                                          content=body["content"], uuid=body.get("uuid"))
+    answer = envelope.ok(message.to_api(st.config.app_id))
+    if created:
+        _maybe_recall(st, message)
+    return answer
 
 
 @bp.post("/open-apis/im/v1/messages/<message_id>/reply")
@@ -63,9 +68,12 @@ def reply_message(message_id: str):
     problem = _validate(body)
     if problem:
         return envelope.fail(envelope.IM_INVALID_PARAM, problem)
-    message, _ = st.add_bot_message(chat_id=parent.chat_id, msg_type=body["msg_type"],
-                                    content=body["content"], uuid=body.get("uuid"), parent=parent)
-    return envelope.ok(message.to_api(st.config.app_id))
+    message, created = st.add_bot_message(chat_id=parent.chat_id, msg_type=body["msg_type"],
+                                          content=body["content"], uuid=body.get("uuid"), parent=parent)
+    answer = envelope.ok(message.to_api(st.config.app_id))
+    if created:
+        _maybe_recall(st, message)
+    return answer
 
 
 FILE_TYPES = {"opus", "mp4", "pdf", "doc", "xls", "ppt", "stream"}
@@ -113,25 +121,71 @@ def _multipart(content_type: str, body: bytes) -> dict[str, bytes]:
 @bp.patch("/open-apis/im/v1/messages/<message_id>")
 @open_api
 def patch_message(message_id: str):
-    """Update a card the bot sent (message patch): only `interactive` messages from this app."""
+    """Update a card the bot sent (message patch), refused as Feishu refuses it: see
+    `_patch_refusal`. Every version is kept for `/sandbox/messages/{id}/history`."""
     st = state()
-    body = request.get_json(force=True, silent=True) or {}
-    content = body.get("content")
+    content = (request.get_json(force=True, silent=True) or {}).get("content")
+    now = time.time()
     with st.lock:
         message = st.messages.get(message_id)
-        if message is None:
-            return envelope.fail(envelope.IM_INVALID_PARAM, f"message {message_id} not found")
-        if message.msg_type != "interactive" or message.sender_type != "app":
-            return envelope.fail(envelope.IM_INVALID_PARAM, "only cards sent by this app can be updated")
-        try:
-            card = json.loads(content) if isinstance(content, str) else None
-        except ValueError:
-            card = None
-        if not isinstance(card, dict):
-            return envelope.fail(envelope.IM_INVALID_PARAM, "content must be a JSON-encoded card")
+        refusal = _patch_refusal(message, content, now)
+        if refusal is not None:
+            return envelope.fail(*refusal)
+        assert message is not None
+        message.patched_at = [t for t in message.patched_at if t > now - 1.0] + [now]
         message.versions.append(message.content)
         message.content = content
+        message.update_time = int(now * 1000)
     return envelope.ok({})
+
+
+PATCH_MAX_AGE_MS = 14 * 24 * 3600 * 1000  # "仅支持更新 14 天内发送的消息"
+PATCH_QPS = 5  # "单条消息更新频控为 5 QPS"
+
+
+def _patch_refusal(message: Message | None, content: object, now: float) -> tuple[int, str] | None:
+    """Why Feishu would refuse this patch, as (code, msg), or None. The rules are the patch doc's
+    (im-v1/message-card/patch.md); the order they are checked in is an assumption."""
+    if message is None:
+        return envelope.IM_INVALID_PARAM, "message not found"
+    if message.msg_type != "interactive" or message.sender_type != "app":
+        return envelope.IM_INVALID_PARAM, "only cards sent by this app can be updated"
+    if message.recalled:
+        return envelope.IM_MESSAGE_RECALLED, "The message is recalled."
+    if now * 1000 - message.create_time > PATCH_MAX_AGE_MS:
+        return envelope.IM_PATCH_TOO_OLD, "Message can only be modified within 14 days after sending."
+    if sum(1 for t in message.patched_at if t > now - 1.0) >= PATCH_QPS:
+        return envelope.IM_PATCH_FREQUENCY_LIMIT, "This operation triggers the frequency limit."
+    card = _card(content)
+    if card is None:
+        return envelope.IM_INVALID_PARAM, "content must be a JSON-encoded card"
+    if not (_shared(_card(message.content)) and _shared(card)):
+        # the doc asks for update_multi before and after; the code for a refusal is assumed
+        return envelope.IM_INVALID_PARAM, "only shared cards (config.update_multi: true) can be updated"
+    return None
+
+
+def _card(content: object) -> dict | None:
+    try:
+        card = json.loads(content) if isinstance(content, str) else None
+    except ValueError:
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def _shared(card: dict | None) -> bool:
+    """A shared card ("共享卡片"): `config.update_multi` is true, so a patch shows for everyone."""
+    config = (card or {}).get("config")
+    return isinstance(config, dict) and config.get("update_multi") is True
+
+
+def _maybe_recall(st: SandboxState, message: Message) -> None:
+    """The `recall_cards` knob: a user recalls a card right after the app sent it."""
+    if message.msg_type != "interactive" or st.faults.recall_cards <= 0:
+        return
+    with st.lock:
+        if st.random.random() < st.faults.recall_cards:
+            message.recalled = True
 
 
 @bp.get("/open-apis/im/v1/messages")
@@ -172,12 +226,13 @@ def message_resource(message_id: str, file_key: str):
     if json.loads(message.content).get("file_key") != file_key:
         return envelope.fail(envelope.IM_RESOURCE_MISMATCH, "the resource key does not belong to the message")
     if message.chat_id == CONTRACT_CHAT_ID and not _as_user():
-        return envelope.fail(envelope.IM_BOT_NOT_IN_CHAT, "bot is not in the chat (read it as the user)")
+        return envelope.fail(envelope.IM_RESOURCE_APP_NOT_IN_CHAT, "App not in chat.")
     export_file = st.contract.files.get(file_key)
     if export_file is None:
         return envelope.fail(envelope.IM_RESOURCE_MISMATCH, "resource not found")
     if export_file.denied:
-        return envelope.fail(envelope.IM_RESOURCE_DENIED, "no permission to download this resource", 403)
+        return envelope.fail(envelope.IM_RESOURCE_RESTRICTED,
+                             "Do not allow downloading of message resources in restricted mode.")
     response = Response(export_file.content, mimetype="application/octet-stream")
     response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(export_file.file_name)}"
     return response

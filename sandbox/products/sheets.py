@@ -20,7 +20,7 @@ MAX_ROWS_PER_READ = 5000  # assumption: Feishu caps one values read; the bridge 
 def query_sheets(token: str):
     sheet = state().spreadsheets.get(token)
     if sheet is None:
-        return envelope.fail(envelope.SHEETS_NOT_FOUND, "spreadsheet not found")
+        return envelope.fail(envelope.SHEETS_NOT_FOUND, "SpreadSheet Not Found")
     return envelope.ok({"sheets": [
         {"sheet_id": s.sheet_id, "title": s.title, "index": i, "hidden": False, "resource_type": "sheet",
          "grid_properties": {"frozen_row_count": 0, "frozen_column_count": 0,
@@ -34,11 +34,13 @@ def query_sheets(token: str):
 def read_values(token: str, cell_range: str):
     spreadsheet = state().spreadsheets.get(token)
     if spreadsheet is None:
-        return envelope.fail(envelope.SHEETS_NOT_FOUND, "spreadsheet not found")
+        return envelope.fail(envelope.SHEETS_V2_NOT_FOUND, "SpreadSheetNotFound")
     match = re.fullmatch(r"(\w+)!([A-Z]+)(\d+):([A-Z]+)(\d+)", cell_range)
-    sheet = next((s for s in spreadsheet.sheets if match and s.sheet_id == match.group(1)), None)
-    if match is None or sheet is None:
-        return envelope.fail(envelope.SHEETS_BAD_RANGE, f"invalid range {cell_range!r}")
+    if match is None:
+        return envelope.fail(envelope.SHEETS_BAD_RANGE, f"validate RangeVal fail: {cell_range!r}")
+    sheet = next((s for s in spreadsheet.sheets if s.sheet_id == match.group(1)), None)
+    if sheet is None:
+        return envelope.fail(envelope.SHEETS_V2_SHEET_NOT_FOUND, f"SheetIdNotFound: {match.group(1)}")
     first_col, first_row = column_index_from_string(match.group(2)), int(match.group(3))
     last_col, last_row = column_index_from_string(match.group(4)), int(match.group(5))
     if last_row - first_row + 1 > MAX_ROWS_PER_READ:
