@@ -39,6 +39,8 @@ def challenge_body(token: str = SANDBOX_VERIFICATION_TOKEN, *, encrypt_key: str 
 # Every fault knob issue 14 added, at once (with the older rate limits and server errors):
 # gateways answer HTML 502s and reset connections, IM throttles sends per chat (230020) and per
 # service (11232), users recall cards, and tables change while they are paged.
+# Each gateway fault also fires on the next call (`_count`), so every run meets all of them.
 EVERY_FAULT = {"rate_limit": 0.03, "server_error": 0.03, "html_502": 0.03, "reset": 0.03,
                "throttle_chat": 0.2, "throttle_tenant": 0.1, "recall_cards": 0.5,
+               "html_502_count": 1, "reset_count": 1, "throttle_chat_count": 1, "throttle_tenant_count": 1,
                "paging_churn": {"add": 2, "delete": 2, "pages": 20}}

@@ -163,7 +163,7 @@ def test_change_events_keep_the_cache_exact_with_every_fault_on(tmp_path, databa
         http.post(permission, json={"role": "manage"}).raise_for_status()
         assert sync_source(services, "quality", force=True).outcome == "synced"
         assert store.summary(services.engine)[0]["events"] == "change events"
-        _edit_storm(http, edit, list(_truth(state)), N_EVENTS)
+        _edit_storm(http, edit, list(_truth(state)), N_EVENTS // 3)
 
         def exact(table_id: str) -> bool:
             return _entered(_cached(services, source.id, table_id)) == _entered(_truth(state, table_id))

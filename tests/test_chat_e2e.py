@@ -209,7 +209,8 @@ def test_every_command_is_answered_and_no_card_stays_live_with_every_fault_on(ch
     reason), none left live."""
     stack, services, state, base_url = chat_stack
     store_auth(stack.env(), base_url)
-    httpx.post(f"{base_url}/sandbox/faults", json=EVERY_FAULT).raise_for_status()
+    # every card is recalled by a user here (the other tests see cards through to green)
+    httpx.post(f"{base_url}/sandbox/faults", json={**EVERY_FAULT, "recall_cards": 1.0}).raise_for_status()
     asked = [say(base_url, "/export start 2022-01-01 2022-01-31")]
     commands = ("/help", "/sync", "/frobnicate", "/export start 2022-02-30 2022-03-01")
     asked += [say(base_url, text) for text in commands]
@@ -234,6 +235,7 @@ def test_every_command_is_answered_and_no_card_stays_live_with_every_fault_on(ch
         [(c.message_id, c.state) for c in cards()]
     recalled = {m["message_id"] for m in httpx.get(f"{base_url}/sandbox/sent").json()["items"]
                 if m["deleted"]}
+    assert recalled
     for card in cards():
         if card.message_id in recalled:
             assert card.finished_reason and card.finished_reason.startswith("recalled"), card.finished_reason
