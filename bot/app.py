@@ -28,8 +28,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(dashboard.bp)
-    app.secret_key = dashboard.session_key(settings.admin_token.get_secret_value())
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    # No signed client-side session: the dashboard's sessions live in Redis (bot/web/sessions.py).
     if settings.redis_url:
         dashboard.mount_rq_dashboard(app, settings.redis_url)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from bot.private import private_dir, private_file
+
 AUTO_PREFIX = "auto-"
 KEEP_AUTOMATIC = 5
 
@@ -42,9 +44,9 @@ def backup(database_url: str, target: Path) -> int:
         raise BackupError(f"no database at {source_path}: nothing to back up")
     if target.exists():
         raise BackupError(f"{target} already exists: choose a new file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)  # a backup is the whole database: 0700 / 0600 (bot/private.py)
     source = sqlite3.connect(_read_only(source_path), uri=True)
-    destination = sqlite3.connect(target)
+    destination = sqlite3.connect(private_file(target))
     try:
         source.backup(destination)
         _check_backup(destination, target)  # what was written is a whole Feishu Bridge database
@@ -66,8 +68,8 @@ def restore(database_url: str, source_file: Path) -> None:
     source = sqlite3.connect(_read_only(source_file), uri=True)
     try:
         _check_backup(source, source_file)
-        target_path.parent.mkdir(parents=True, exist_ok=True)
-        destination = sqlite3.connect(target_path, timeout=30)
+        private_dir(target_path.parent)
+        destination = sqlite3.connect(private_file(target_path), timeout=30)
         try:
             source.backup(destination)
         finally:

@@ -36,7 +36,12 @@ class Settings(BaseSettings):
     redis_url: str = ""
     var_dir: Path = Path("var")
 
-    admin_token: SecretStr = SecretStr("")
+    admin_token: SecretStr = SecretStr("")  # ≥ 32 characters outside the sandbox
+    # Web surfaces (docs: README "Security model"): dashboard sessions live server-side in Redis.
+    session_lifetime_seconds: int = 12 * 3600
+    force_https: bool = False  # session cookies get `Secure` even when TLS ends at a proxy
+    login_max_failures: int = 10  # failed logins / API bearer tokens per client and window…
+    login_failure_window_seconds: int = 600  # …before that client is answered 429
     port: int = 8000
     host: str = "127.0.0.1"
     log_level: str = "INFO"
@@ -103,6 +108,10 @@ class Settings(BaseSettings):
     export_id_column: str = "协同记录ID"
     export_time_column: str = "创建时间"
     export_archive_dir: Path | None = None  # unset → var_dir/exports
+    # A downloaded workbook is refused before it is read past these (an xlsx is a zip: 228 KB
+    # once unpacked to 1.5 M rows); a contract export holds at most 1000 rows.
+    export_max_uncompressed_mb: float = 200.0
+    export_max_rows: int = 100_000
     export_messenger_url: str = "https://li.feishu.cn/next/messenger"
     export_browser_profile: Path | None = None  # unset → var_dir/browser-profile
     export_browser_headless: bool = True
@@ -192,6 +201,15 @@ class Settings(BaseSettings):
     @property
     def effective_browser_profile(self) -> Path:
         return self.export_browser_profile or self.var_dir / "browser-profile"
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """The bridge talks to a local emulator (`up --sandbox`, tests), never to Feishu: lark-oapi
+        accepts plain http:// only for loopback hosts, so no real deployment looks like this."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.feishu_base_url)
+        return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
 
     @property
     def uses_embedded_redis(self) -> bool:

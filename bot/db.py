@@ -14,6 +14,8 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.private import private_dir, private_file
+
 SECTION_MARKER = re.compile(r"^-- ===== section: (?P<name>[a-z: ]+?) =====\s*$", re.MULTILINE)
 
 
@@ -32,8 +34,8 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine with the pragmas SQLite needs for several processes writing at once."""
     if url.startswith("sqlite"):
         path = sqlite_file(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if path is not None:  # tokens and cached tables: 0600 in a 0700 directory (-wal/-shm follow)
+            private_file(private_dir(path.parent) / path.name)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -29,8 +29,9 @@ def _reply(feishu: Feishu, message_id: str, msg_type: str, content: dict, uuid: 
     return response.data.message_id
 
 
-def reply_text(feishu: Feishu, message_id: str, text: str) -> str:
-    return _reply(feishu, message_id, "text", {"text": text}, f"reply-{message_id}")
+def reply_text(feishu: Feishu, message_id: str, text: str, *, uuid: str | None = None) -> str:
+    """`uuid` defaults to one per message: a second reply to it needs its own."""
+    return _reply(feishu, message_id, "text", {"text": text}, uuid or f"reply-{message_id}")
 
 
 def send_text(feishu: Feishu, chat_id: str, text: str, *, uuid: str) -> str:

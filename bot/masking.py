@@ -26,10 +26,22 @@ def mask(value: str | None) -> str:
     return f"****{value[-4:]}"
 
 
+# Query parameters that carry a credential in database / Redis URLs (libpq reads `password`
+# from the query too, e.g. `postgresql://u@h/db?password=…`).
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&](?:password|passwd|pwd|pass|sslpassword|secret|token|access_token)=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
 def mask_url(url: str) -> str:
-    """Hide the password in scheme://user:password@host URLs."""
+    """Hide the password in scheme://user:password@host URLs and in `?password=` queries."""
     from sqlalchemy.engine import make_url
 
+    return _QUERY_SECRET.sub(lambda m: m.group("key") + "***", _mask_userinfo(url, make_url))
+
+
+def _mask_userinfo(url: str, make_url) -> str:
     if "://" not in url or "@" not in url:
         return url
     try:

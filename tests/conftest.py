@@ -123,7 +123,7 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
         "feishu_app_secret": SANDBOX_APP_SECRET,
         "feishu_encrypt_key": SANDBOX_ENCRYPT_KEY,
         "feishu_verification_token": SANDBOX_VERIFICATION_TOKEN,
-        "admin_token": "admin-token-for-tests-0001",
+        "admin_token": "admin-token-for-tests-0001-0123456789abcdef",
         "var_dir": tmp_path / "var",
         "log_json": True,
         "feishu_retry_max_wait": 0.05,  # the sandbox's rate-limit reset is 1 s; tests need not wait it

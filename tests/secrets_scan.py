@@ -19,7 +19,8 @@ from tests.logvault import VAULT
 # Sandbox-issued tokens: tenant (t-), user access (u-), refresh (ur-), authorisation codes.
 TOKEN_SHAPE = re.compile(r"\b(?:t|u|ur|code)-sandbox\d{12}[0-9a-f]{16}\b")
 FIXED_SECRETS = (
-    SANDBOX_APP_SECRET, SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN, "admin-token-for-tests-0001"
+    SANDBOX_APP_SECRET, SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN,
+    "admin-token-for-tests-0001-0123456789abcdef",
 )
 
 _sandboxes: list[SandboxState] = []

@@ -76,8 +76,8 @@ def test_a_read_only_bitable_syncs_every_record_and_says_it_gets_no_change_event
     assert listed.exit_code == 0, listed.output
     assert json.loads(listed.output)["sources"][0]["events"] == summary["events"]
     assert f"quality：{summary['events']}" in status_text(overview(services))
-    assert client.post("/login", data={"token": services.settings.admin_token.get_secret_value()}
-                       ).status_code in (302, 303)
+    assert client.post("/login", data={"token": services.settings.admin_token.get_secret_value()},
+                       headers={"Origin": "http://localhost"}).status_code in (302, 303)
     panels = client.get("/dashboard/panels").get_data(as_text=True)
     assert "no change events: subscribe refused (code 1069603)" in panels
     # A user edit reaches nobody: the app is not subscribed.

@@ -131,7 +131,7 @@ def test_api_serves_the_cache_behind_the_admin_token(services, client, sandbox):
     _, state = sandbox
     _synced(services)
     assert client.get("/api/v1/cache").status_code == 401
-    auth = {"Authorization": "Bearer admin-token-for-tests-0001"}
+    auth = {"Authorization": "Bearer admin-token-for-tests-0001-0123456789abcdef"}
     summary = client.get("/api/v1/cache", headers=auth).get_json()
     assert {t["name"]: t["records"] for t in summary["sources"][0]["tables"]}["缺陷问题闭环表"] == 253
     url = "/api/v1/cache/quality/缺陷问题闭环表?where=严重程度=致命&limit=1000"

@@ -22,7 +22,7 @@ from tests.helpers import EVERY_FAULT
 
 pytestmark = pytest.mark.slow
 STRANGER = "ou_not_on_the_list_0009"
-ADMIN_TOKEN = "dashboard-admin-token-0001"
+ADMIN_TOKEN = "dashboard-admin-token-0001-0123456789abcdef"
 ARTIFACTS = Path(
     os.environ.get("FB_TEST_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts")
 )

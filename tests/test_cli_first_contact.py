@@ -38,6 +38,8 @@ NOT_ABOUT_THE_DATABASE = {
     "db restore": "asks for confirmation first (Aborted!)",
     "db backup": "there is no database to back up",
     "export login": "needs no database: the browser fails",
+    "config check": "no event secret is set: an error (web and up refuse to start), no database needed",
+    "web": "refuses to start without an event secret before it opens the database",
 }
 # Only these create the database (that is what they are for); every other command leaves an
 # empty directory without a database file.
@@ -169,7 +171,9 @@ def test_every_command_fails_in_one_line_in_an_empty_directory(tmp_path):
                           f"    stderr: {outcome.stderr[-1500:]!r}")
     assert not report, "\n".join(report)
     ran = {name: outcome for (name, *_), outcome in zip(cases, outcomes, strict=True)}
-    assert ran["config check"].code == 0 and ran["db upgrade"].code == 0
+    assert ran["config check"].code == 1 and "FEISHU_ENCRYPT_KEY" in ran["config check"].stderr
+    assert ran["web"].code == 1 and "FEISHU_VERIFICATION_TOKEN" in ran["web"].stderr
+    assert ran["db upgrade"].code == 0
     assert ran["sources list"].stderr.startswith("error: the database at sqlite:")
 
 

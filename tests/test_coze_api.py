@@ -18,7 +18,7 @@ from sandbox.coze import COZE_SANDBOX_KEY
 from sandbox.demo_tables import CUSTOMERS, SUPPLIERS, create_demo_tables
 
 BASE = "/api/v1/coze-sync-templates"
-AUTH = {"Authorization": "Bearer admin-token-for-tests-0001"}
+AUTH = {"Authorization": "Bearer admin-token-for-tests-0001-0123456789abcdef"}
 
 
 @pytest.fixture

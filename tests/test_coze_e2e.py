@@ -21,7 +21,7 @@ from tests.export_helpers import wait_for
 from tests.stack import BridgeStack
 
 pytestmark = pytest.mark.slow
-ADMIN = "admin-token-for-e2e-0001"
+ADMIN = "admin-token-for-e2e-0001-0123456789abcdef"
 
 
 def _undelivered(engine) -> int:

@@ -21,7 +21,7 @@ from bot.feishu import Feishu, FeishuAPIError
 from bot.im import reply_text, send_text
 from bot.tokens.tenant_cache import RedisTokenCache, tenant_token_key
 from sandbox.state import DEFAULT_CHAT_ID, DEFAULT_USER_OPEN_ID, SANDBOX_APP_ID
-from tests.oauth_helpers import authorize, expire_in
+from tests.oauth_helpers import admin_client, authorize, expire_in
 
 TIMEOUT = 1.0  # the client's timeout in this module (seconds); stalls outlast it
 
@@ -149,8 +149,9 @@ def test_an_unreachable_feishu_ends_in_a_clear_error(services, sandbox, fault, k
     assert _sent(state, "never sent") == []
 
 
-def test_a_login_over_a_reset_connection_says_feishu_was_unreachable(client, services, sandbox):
+def test_a_login_over_a_reset_connection_says_feishu_was_unreachable(app, services, sandbox):
     _, state = sandbox
+    client = admin_client(app)
     approved = httpx.get(client.get("/oauth/login").headers["location"], follow_redirects=False)
     callback = approved.headers["location"].split("/oauth/callback", 1)[1]
     state.faults.update({"reset_count": 1})

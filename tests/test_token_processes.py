@@ -112,7 +112,7 @@ def test_processes_share_one_tenant_token_through_redis(services, sandbox):
 
 
 def test_auth_cli_login_status_logout(services, app, sandbox):
-    """`auth login` prints the URL and waits; approving it (the sandbox auto-approves, the web
+    """`auth login` prints a one-time link and waits; approving it (the sandbox auto-approves, the web
     app's callback stores the grant) ends the wait. Then status --json and logout."""
     import httpx
 
@@ -125,10 +125,15 @@ def test_auth_cli_login_status_logout(services, app, sandbox):
         if line.startswith("http"):
             url = line.strip()
             break
-    assert "/open-apis/authen/v1/authorize?" in url and "offline_access" in url
-    approved = httpx.get(url, follow_redirects=False)
+    # a one-time link to the web app, which sends the browser on to Feishu's authorise page
+    assert "/oauth/login?ticket=" in url
+    browser = app.test_client()
+    started = browser.get(url[url.index("/oauth/login"):])
+    authorize = started.headers["location"]
+    assert "/open-apis/authen/v1/authorize?" in authorize and "offline_access" in authorize
+    approved = httpx.get(authorize, follow_redirects=False)
     callback = approved.headers["location"].split("/oauth/callback", 1)[1]
-    assert app.test_client().get("/oauth/callback" + callback).status_code == 200
+    assert browser.get("/oauth/callback" + callback).status_code == 200
     out, _ = login.communicate(timeout=60)
     assert login.returncode == 0 and f"({DEFAULT_USER_OPEN_ID})" in out
 

@@ -18,7 +18,7 @@ from bot.tokens.user_tokens import ReauthRequired
 from jobs.alerts import deliver_alerts
 from jobs.tokens import refresh_due_tokens
 from sandbox.state import DEFAULT_USER_NAME, DEFAULT_USER_OPEN_ID
-from tests.oauth_helpers import authorize, expire_in
+from tests.oauth_helpers import admin_client, authorize, expire_in
 
 
 def _user_info(services):
@@ -59,7 +59,8 @@ def test_callback_refuses_unknown_state_with_a_reason(client, services):
     assert "unknown or expired login state" in response.get_data(as_text=True)
 
 
-def test_callback_through_the_web_app(client, services, sandbox):
+def test_callback_through_the_web_app(app, services, sandbox):
+    client = admin_client(app)
     login = client.get("/oauth/login")
     assert login.status_code == 302
     approved = httpx.get(login.headers["location"], follow_redirects=False)

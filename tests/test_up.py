@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from bot.processes.redis_server import EmbeddedRedis
+from bot.processes.up import SANDBOX_ADMIN_TOKEN
 from tests import processes
 from tests.logvault import VAULT
 from tests.servers import free_port
@@ -83,7 +84,13 @@ def test_up_sandbox_runs_everything_and_stops_cleanly(tmp_path):
         assert [m["body"]["content"] for m in sent["items"]] == ['{"text": "pong"}']
         # User OAuth works out of the box: login → sandbox approval → callback stores the grant.
         assert f"open http://127.0.0.1:{port}/oauth/login" in output
-        login = httpx.get(f"http://127.0.0.1:{port}/oauth/login", follow_redirects=True, timeout=30)
+        # Starting a login needs the dashboard session (anonymous visitors are sent to /login).
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as browser:
+            assert "/login" in browser.get("/oauth/login").headers["location"]
+            answer = browser.post("/login", data={"token": SANDBOX_ADMIN_TOKEN},
+                                  headers={"Origin": f"http://127.0.0.1:{port}"})
+            assert answer.status_code == 302, answer.text
+            login = browser.get("/oauth/login", follow_redirects=True)
         assert login.status_code == 200 and "授权成功" in login.text, login.text
         # Sandbox data lives in its own var/ subdirectory, with embedded SQLite and Redis.
         assert (tmp_path / "var" / "sandbox" / "feishu-bridge.db").exists()

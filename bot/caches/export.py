@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from bot.caches.query import Condition, cell_text, matches
+from bot.cells import csv_row, xlsx_row
+from bot.private import private_file
 
 
 def select_rows(records: Iterable[tuple[str, dict[str, Any]]], types: dict[str, int],
@@ -34,10 +37,20 @@ def flat_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str], types: dic
 
 
 def write_table(rows: Sequence[dict], columns: Sequence[str], path: Path, fmt: str) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=["record_id", *columns])
+    """Write rows as CSV or XLSX; cells that look like formulas stay text (bot/cells.py)."""
+    header = ["record_id", *columns]
     if fmt == "csv":
-        frame.to_csv(path, index=False, encoding="utf-8-sig")  # BOM: Excel opens Chinese correctly
-    else:
-        frame.to_excel(path, index=False, engine="openpyxl")
+        # the BOM makes Excel read the Chinese text as UTF-8
+        with private_file(path).open("w", newline="", encoding="utf-8-sig") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(csv_row(header))
+            writer.writerows(csv_row(row.get(c) for c in header) for row in rows)
+        return
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("Sheet1")
+    sheet.append(xlsx_row(sheet, header))
+    for row in rows:
+        sheet.append(xlsx_row(sheet, [row.get(c) for c in header]))
+    book.save(private_file(path))

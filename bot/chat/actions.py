@@ -29,6 +29,7 @@ from bot.export.auth import NoExportAuth, load
 from bot.export.options import RunOptions
 from bot.export.progress import progress
 from bot.export.schedule import schedule_plan
+from bot.filenames import safe_filename
 from bot.im import reply_card, reply_file, reply_text
 from bot.models import CozeTemplate
 from bot.overview import overview
@@ -93,7 +94,7 @@ def cache(services: Services, command: Command, message_id: str, chat_id: str) -
         reply_text(services.feishu, message_id, "\n".join(lines))
         return f"{len(rows)} rows inline"
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{source}-{name}.xlsx"
+        path = Path(tmp) / f"{safe_filename(f'{source}-{name}', fallback='cache')}.xlsx"
         write_table(rows, found.columns, path, "xlsx")
         reply_file(services.feishu, message_id, path)
     return f"{len(rows)} rows as xlsx"

@@ -17,6 +17,8 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 
+FAILURE = "命令 /{label} 执行出错（{error}），已记录在日志中；系统会自动重试，若仍无结果请联系管理员。"
+
 
 def on_text(services: Services, event: dict[str, Any]) -> str:
     message = event.get("message") or {}
@@ -52,9 +54,20 @@ def on_text(services: Services, event: dict[str, Any]) -> str:
     except Exception as exc:
         log.exception("chat command failed", extra={"command": command.label})
         set_outcome(services, message_id, command.label, "error", f"{type(exc).__name__}: {exc}"[:500])
+        tell_failure(services, message_id, command.label, exc)
         raise  # the event job retries; the reply uuid keeps Feishu from showing it twice
     set_outcome(services, message_id, command.label, "ok", detail)
     return f"{command.label}: ok"
+
+
+def tell_failure(services: Services, message_id: str, label: str, exc: Exception) -> None:
+    """A command that breaks still answers: once per message (its own uuid, so a retry that
+    succeeds can still reply), naming the error type only — details stay in the logs."""
+    text = FAILURE.format(label=label, error=type(exc).__name__)
+    try:
+        reply_text(services.feishu, message_id, text, uuid=f"error-{message_id}")
+    except Exception:
+        log.warning("could not tell the user a command failed", exc_info=True)
 
 
 def execute(services: Services, command: Command, message_id: str, chat_id: str) -> str | None:

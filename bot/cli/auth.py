@@ -23,16 +23,17 @@ def auth() -> None:
               help="Seconds to wait for the authorisation to arrive (0: print the URL and exit).")
 @click.pass_context
 def auth_login(ctx: click.Context, browser: bool, wait_seconds: int) -> None:
-    """Print (and open) the Feishu authorisation URL, then wait until the web app's
-    /oauth/callback has stored the grant. The web app must be running (`feishu-bridge up`)."""
+    """Print (and open) a one-time login link (ten minutes) to the web app, which sends the
+    browser on to Feishu's authorisation page; then wait until its /oauth/callback has stored
+    the grant. The web app must be running (`feishu-bridge up`)."""
     import time
     import webbrowser
 
-    from bot.tokens.login import start_login
+    from bot.tokens.login import login_link
 
     with open_services(ctx) as services:
         before = {g.subject: g.generation for g in services.user_tokens.grants()}
-        url = start_login(services)
+        url = login_link(services)
         click.echo("Open this URL and approve access (在飞书中打开此链接并授权):")
         click.echo(url, color=False)
         if browser:

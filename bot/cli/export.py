@@ -357,6 +357,7 @@ def export_cancel(ctx: click.Context) -> None:
 @click.pass_context
 def export_merge(ctx: click.Context, run: int | None, out_dir: Path | None, spot: int, as_json: bool) -> None:
     """Merge the run's files: workbook (+ validation sheet), CSV, the contract_cooperation_records table."""
+    from bot.export.limits import WorkbookLimits
     from bot.export.merge import build_outputs
 
     settings = settings_of(ctx)
@@ -370,6 +371,7 @@ def export_merge(ctx: click.Context, run: int | None, out_dir: Path | None, spot
             id_column=settings.export_id_column,
             time_column=settings.export_time_column,
             spot_sample=spot,
+            limits=WorkbookLimits.from_settings(settings),
         )
         seconds = time.perf_counter() - started
     report = json.loads(outputs.report.read_text(encoding="utf-8"))
@@ -391,6 +393,7 @@ def export_merge(ctx: click.Context, run: int | None, out_dir: Path | None, spot
 @click.pass_context
 def export_verify(ctx: click.Context, run: int | None, as_json: bool) -> None:
     """Check the merged table against the run's files (ids and values) and the validation report."""
+    from bot.export.limits import WorkbookLimits
     from bot.export.verify import verify_run
 
     settings = settings_of(ctx)
@@ -400,6 +403,7 @@ def export_verify(ctx: click.Context, run: int | None, as_json: bool) -> None:
             _run_id(services.engine, run),
             id_column=settings.export_id_column,
             time_column=settings.export_time_column,
+            limits=WorkbookLimits.from_settings(settings),
         )
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -29,16 +29,21 @@ def config() -> None:
 def config_check(ctx: click.Context, as_json: bool) -> None:
     """Print the effective configuration (secrets masked) and what a real Feishu app still needs.
 
-    Exits 0 even when something is missing: the sandbox needs none of it. Exits 1 when
-    EXPORT_POLL_SECONDS is 0 while an export runs: polling is how its files arrive.
+    Exits 0 when something is merely missing: the sandbox needs none of it. Exits 1 on an error:
+    a setting with which `web`/`up` refuse to start (no event secret, a short ADMIN_TOKEN), or
+    EXPORT_POLL_SECONDS 0 while an export runs (polling is how its files arrive).
     """
+    from bot.web.policy import startup_errors
+
     settings = settings_of(ctx)
     _refuse_polling_off(ctx, settings)
     rows = _config_rows(settings)
     missing = settings.missing_for_real_feishu()
+    errors = startup_errors(settings)
     if as_json:
-        click.echo(json.dumps({"settings": dict(rows), "missing_for_real_feishu": missing}, indent=2))
-        return
+        click.echo(json.dumps({"settings": dict(rows), "missing_for_real_feishu": missing,
+                               "errors": errors}, indent=2))
+        ctx.exit(1 if errors else 0)
     table = Table(title="Feishu Bridge configuration", show_lines=False)
     table.add_column("setting")
     table.add_column("value")
@@ -50,6 +55,17 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
         Console().print("The sandbox (`feishu-bridge up --sandbox`) needs none of these.")
     else:
         Console().print("[green]Everything a real Feishu app needs is set.[/]")
+    if errors:  # one line on stderr, after the table
+        raise click.ClickException("`web` and `up` would refuse to start: " + "; ".join(errors))
+
+
+def refuse_unsafe_start(settings: Settings) -> None:
+    """Web-serving processes do not start with settings that leave a surface open (one line)."""
+    from bot.web.policy import startup_errors
+
+    errors = startup_errors(settings)
+    if errors:
+        raise click.ClickException("refusing to start: " + "; ".join(errors))
 
 
 def _refuse_polling_off(ctx: click.Context, settings: Settings) -> None:
@@ -155,6 +171,7 @@ def web(ctx: click.Context, port: int | None) -> None:
     from bot.processes.runtime import prepare
     from bot.processes.web import exec_gunicorn
 
+    refuse_unsafe_start(settings_of(ctx))
     require_current_url(settings_of(ctx).effective_database_url)
     runtime = prepare(settings_of(ctx))
     exec_gunicorn(runtime.child_env(PORT=str(port or runtime.settings.port), HOST=runtime.settings.host))
@@ -178,6 +195,8 @@ def up(ctx: click.Context, use_sandbox: bool, port: int | None, sandbox_port: in
     """
     from bot.processes.up import run_up
 
+    if not use_sandbox:  # the sandbox brings its own secrets and documented token
+        refuse_unsafe_start(settings_of(ctx))
     sys.exit(run_up(settings_of(ctx), use_sandbox=use_sandbox, port=port, sandbox_port=sandbox_port,
                     n_workers=n_workers, check=check))
 

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.config import Settings
+from bot.filenames import valid_message_id
 from bot.models import ExportFile, utcnow
 
 
@@ -52,6 +53,8 @@ def recognise(
     settings: Settings,
 ) -> CompletionFile | None:
     if msg_type != "file" or not settings.export_chat_id or chat_id != settings.export_chat_id:
+        return None
+    if not valid_message_id(message_id):  # it travels into API paths and the browser's URL
         return None
     if settings.export_sender_id and settings.export_sender_id not in sender_ids:
         return None

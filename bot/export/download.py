@@ -3,14 +3,14 @@
 The open-platform message-resource API is tried first (as the export user: the file sits in
 their chat with the contract bot); when it refuses, the web messenger is driven in a real
 browser instead (bot/export/messenger.py). Either way the bytes land in `incoming/` under the
-message id, are hashed and read, and move to their archive name once matched to a window.
+file's row id (never a name taken from a message), are hashed and read, and move to their
+archive name once matched to a window.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 
 from bot.config import Settings
 from bot.export.files import FileSummary, archive_name, read_export, sha256_of, summarize
+from bot.export.limits import WorkbookLimits
 from bot.models import ExportFile, utcnow
+from bot.private import private_dir, write_private_bytes
 
 if TYPE_CHECKING:
     from bot.feishu import Feishu
@@ -30,9 +32,13 @@ log = logging.getLogger(__name__)
 
 
 def incoming_dir(settings: Settings) -> Path:
-    path = settings.effective_archive_dir / "incoming"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    private_dir(settings.effective_archive_dir)  # business records: owner only (bot/private.py)
+    return private_dir(settings.effective_archive_dir / "incoming")
+
+
+def incoming_path(settings: Settings, file_id: int, suffix: str) -> Path:
+    """Where a download lands: named by the export_files row id, which we chose."""
+    return incoming_dir(settings) / f"file-{int(file_id)}{suffix}"
 
 
 def fetch_via_api(feishu: Feishu, settings: Settings, message_id: str, file_key: str) -> bytes:
@@ -81,7 +87,7 @@ def fetch_file(services: Services, record: ExportFile) -> tuple[bytes, str]:
     def by_browser() -> bytes:
         from bot.export import messenger
 
-        target = incoming_dir(settings) / f"{record.message_id}.browser"
+        target = incoming_path(settings, record.id, ".browser")
         messenger.download(settings, record.message_id, record.file_name, target)
         try:
             return target.read_bytes()
@@ -124,16 +130,12 @@ def list_chat_messages(feishu: Feishu, settings: Settings, since_seconds: int) -
 
 def save_download(engine: Engine, settings: Settings, file_id: int, content: bytes, via: str) -> FileSummary:
     """Write the bytes durably, read them, and record size, hash and rows on the file's row."""
-    with Session(engine) as session:
-        record = session.get_one(ExportFile, file_id)
-        message_id = record.message_id
-    path = incoming_dir(settings) / f"{message_id}.xlsx"
+    path = incoming_path(settings, file_id, ".xlsx")
     partial = path.with_suffix(".part")
-    partial.write_bytes(content)
-    with partial.open("rb") as handle:
-        os.fsync(handle.fileno())
+    write_private_bytes(partial, content, sync=True)
     partial.replace(path)
-    frame = read_export(path, id_column=settings.export_id_column, time_column=settings.export_time_column)
+    frame = read_export(path, id_column=settings.export_id_column, time_column=settings.export_time_column,
+                        limits=WorkbookLimits.from_settings(settings))
     summary = summarize(frame, settings.export_time_column)
     with Session(engine) as session, session.begin():
         record = session.get_one(ExportFile, file_id)

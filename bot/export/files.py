@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bot.export.limits import WorkbookLimits, WorkbookTooLarge, check_workbook
+
 
 class BadExportFile(ValueError):
     """Not an export workbook we understand (the message says why)."""
@@ -27,7 +29,14 @@ class FileSummary:
     columns: tuple[str, ...]
 
 
-def read_export(path: Path, *, id_column: str, time_column: str) -> pd.DataFrame:
+def read_export(
+    path: Path, *, id_column: str, time_column: str, limits: WorkbookLimits | None = None
+) -> pd.DataFrame:
+    """The workbook's rows; refused (BadExportFile) before reading when it is over `limits`."""
+    try:
+        check_workbook(path, limits or WorkbookLimits())
+    except WorkbookTooLarge as exc:
+        raise BadExportFile(str(exc)) from exc
     try:
         frame = pd.read_excel(path, engine="calamine", dtype=object)
     except Exception as exc:

@@ -26,8 +26,11 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from bot.cells import csv_row, xlsx_row
 from bot.export.files import read_export
+from bot.export.limits import WorkbookLimits
 from bot.models import CooperationRecord, ExportFile, ExportRun, ExportWindow, utcnow
+from bot.private import private_dir, private_file
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 UPSERT_CHUNK = 1000
@@ -62,13 +65,15 @@ def plain(value: Any) -> Any:
     return value
 
 
-def merge(sources: list[SourceFile], *, id_column: str, time_column: str) -> Merged:
+def merge(
+    sources: list[SourceFile], *, id_column: str, time_column: str, limits: WorkbookLimits | None = None
+) -> Merged:
     columns: list[str] = []
     seen: dict[str, tuple] = {}
     origin: dict[str, int] = {}
     result = Merged(columns, [], origin)
     for index, source in enumerate(sources):
-        frame = read_export(source.path, id_column=id_column, time_column=time_column)
+        frame = read_export(source.path, id_column=id_column, time_column=time_column, limits=limits)
         for column in frame.columns:
             if column not in columns:
                 columns.append(column)
@@ -195,9 +200,10 @@ def build_outputs(
     time_column: str,
     spot_sample: int = 50,
     seed: int | None = None,
+    limits: WorkbookLimits | None = None,
 ) -> Outputs:
     run, sources, windows = run_sources(engine, run_id)
-    merged = merge(sources, id_column=id_column, time_column=time_column)
+    merged = merge(sources, id_column=id_column, time_column=time_column, limits=limits)
     report = validation_report(
         run,
         sources,
@@ -206,7 +212,7 @@ def build_outputs(
         id_column=id_column,
         spot=spot_check(merged, sources, id_column=id_column, sample=spot_sample, rng=random.Random(seed)),
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     stem = f"合同协同_{run.range_start:%Y%m%d}-{run.range_end:%Y%m%d}_merged"
     workbook, csv_path, report_path = (
         out_dir / f"{stem}.xlsx",
@@ -215,7 +221,7 @@ def build_outputs(
     )
     write_workbook(workbook, merged, report)
     write_csv(csv_path, merged)
-    report_path.write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+    private_file(report_path).write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     upsert_records(
         engine,
         merged,
@@ -301,14 +307,14 @@ def write_workbook(path: Path, merged: Merged, report: dict[str, Any]) -> None:
 
     book = Workbook(write_only=True)
     sheet = book.create_sheet("协同记录")
-    sheet.append(merged.columns)
+    sheet.append(xlsx_row(sheet, merged.columns))  # text stays text: bot/cells.py
     for row in merged.rows:
-        sheet.append(list(row))
+        sheet.append(xlsx_row(sheet, row))
     summary = book.create_sheet("validation")
     for key, value in _report_rows(report):
-        summary.append([key, value])
+        summary.append(xlsx_row(summary, [key, value]))
     partial = path.with_suffix(".part")
-    book.save(partial)
+    book.save(private_file(partial))  # created 0600 before openpyxl writes into it
     partial.replace(path)
 
 
@@ -338,10 +344,11 @@ def _report_rows(report: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 
 def write_csv(path: Path, merged: Merged) -> None:
     partial = path.with_suffix(".part")
-    with partial.open("w", newline="", encoding="utf-8-sig") as handle:  # BOM: Excel opens it as UTF-8
+    # BOM: Excel opens it as UTF-8
+    with private_file(partial).open("w", newline="", encoding="utf-8-sig") as handle:
         writer = csv.writer(handle)
-        writer.writerow(merged.columns)
-        writer.writerows(merged.rows)
+        writer.writerow(csv_row(merged.columns))  # formula-like text gets a quote: bot/cells.py
+        writer.writerows(csv_row(row) for row in merged.rows)
     partial.replace(path)
 
 

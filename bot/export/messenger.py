@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bot.config import Settings
+from bot.private import private_dir
 
 DOWNLOAD_BUTTON = "下载文件"
 LOGIN_MARKER = "扫码登录"
@@ -32,7 +33,7 @@ def chromium_path(settings: Settings) -> str | None:
 
 def _context(playwright, settings: Settings, *, headless: bool):
     profile = settings.effective_browser_profile
-    profile.mkdir(parents=True, exist_ok=True)
+    private_dir(profile)  # it holds the Feishu session cookies
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     return playwright.chromium.launch_persistent_context(
         str(profile),

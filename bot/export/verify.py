@@ -8,13 +8,16 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from bot.export.limits import WorkbookLimits
 from bot.export.merge import coverage_gaps, merge, run_sources
 from bot.models import CooperationRecord
 
 
-def verify_run(engine: Engine, run_id: int, *, id_column: str, time_column: str) -> dict[str, Any]:
+def verify_run(
+    engine: Engine, run_id: int, *, id_column: str, time_column: str, limits: WorkbookLimits | None = None
+) -> dict[str, Any]:
     run, sources, windows = run_sources(engine, run_id)
-    merged = merge(sources, id_column=id_column, time_column=time_column)
+    merged = merge(sources, id_column=id_column, time_column=time_column, limits=limits)
     expected = {
         r[merged.columns.index(id_column)]: dict(zip(merged.columns, r, strict=True)) for r in merged.rows
     }

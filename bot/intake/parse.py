@@ -150,7 +150,7 @@ def examine(
         return Refusal(Reason.EMPTY_BODY, "request body is empty")
     try:
         outer = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: `[[[[…` nested 100k deep
         return Refusal(Reason.NOT_JSON, "request body is not valid JSON")
     if not isinstance(outer, dict):
         return Refusal(Reason.NOT_OBJECT, "request body must be a JSON object")
@@ -170,7 +170,7 @@ def examine(
             return Refusal(Reason.UNDECRYPTABLE, "cannot decrypt 'encrypt' with the configured key")
         try:
             doc = json.loads(plain)
-        except ValueError:
+        except (ValueError, RecursionError):
             return Refusal(Reason.UNDECRYPTABLE, "decrypted body is not JSON")
         if not isinstance(doc, dict):
             return Refusal(Reason.NOT_OBJECT, "decrypted body must be a JSON object")

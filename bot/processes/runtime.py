@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Settings
+from bot.private import private_dir
 from bot.processes.redis_server import EmbeddedRedis
 
 
@@ -41,7 +42,7 @@ def metrics_dir(settings: Settings) -> Path:
 
 def prepare(settings: Settings, *, metrics: bool = True) -> Runtime:
     """`metrics=False` for short commands (e.g. `auth status`) that export no metrics."""
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.var_dir, tighten_existing=True)  # database, key, exports: owner only
     if metrics:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir(settings)))
         Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)

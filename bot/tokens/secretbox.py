@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from bot.config import Settings
 from bot.masking import register_secrets
+from bot.private import private_dir
 
 KEY_FILE = "token-encryption.key"
 
@@ -53,7 +54,7 @@ def encryption_keys(settings: Settings) -> list[str]:
 
 
 def _key_from_file(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     key = Fernet.generate_key().decode()
     # O_EXCL: when several processes start at once, exactly one writes the key; the others read it.
     try:

@@ -11,6 +11,7 @@ from bot.caches.lookup import query_table
 from bot.caches.query import QueryError
 from bot.caches.sources import SourceError
 from bot.web import app_services, coze_api
+from bot.web.dashboard import record_failure, throttled
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.register_blueprint(coze_api.bp)  # nested: the admin-token check below covers it
@@ -22,8 +23,12 @@ def require_admin_token():
     expected = services.settings.admin_token.get_secret_value()
     if not expected:
         return jsonify(code=403, msg="the API is disabled: set ADMIN_TOKEN"), 403
+    refusal = throttled("api")  # a client guessing tokens is locked out for a while
+    if refusal is not None:
+        return refusal
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not hmac.compare_digest(given.encode(), expected.encode()):
+        record_failure("api")
         return jsonify(code=401, msg="missing or wrong admin token"), 401
     return None
 

@@ -25,8 +25,17 @@ def _fail(status: int, message: str, errors: list[dict] | None = None):
     return jsonify(body), status
 
 
+def _json_or_none() -> Any:
+    """The body as JSON, or None when it is not JSON — including JSON nested so deep that the
+    parser hits the recursion limit (Flask's `silent` only swallows ValueError)."""
+    try:
+        return request.get_json(force=True, silent=True)
+    except RecursionError:
+        return None
+
+
 def _body() -> dict[str, Any]:
-    body = request.get_json(force=True, silent=True)
+    body = _json_or_none()
     if not isinstance(body, dict):
         raise _BadBody("the request body must be a JSON object")
     return body
@@ -117,7 +126,7 @@ def manual_sync(template_uuid: str):
     """Queue the job; wait up to COZE_MANUAL_SYNC_WAIT_SECONDS (or `?wait=` seconds) for the
     result, then answer with the seed's counts — or 202 with progress so far."""
     services = app_services()
-    body = request.get_json(force=True, silent=True) if request.data else {}
+    body = _json_or_none() if request.data else {}
     if not isinstance(body, dict):
         raise _BadBody("the request body must be a JSON object")
     try:

@@ -22,6 +22,7 @@ from bot.intake.routes import HANDLED_TYPES
 from bot.metrics import EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REJECTED, EVENTS_UNAVAILABLE
 from bot.services import Services
 from bot.web import app_services
+from bot.web.policy import EVENT_SECRETS_ERROR, webhook_unprotected
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,11 @@ def _accept(event: ParsedEvent, *, handled: bool):
 def receive_event():
     services, intake = app_services(), _intake()
 
+    if webhook_unprotected(services.settings):
+        # Fail closed: with no secret to check, any POST could pose as an admin's message.
+        EVENTS_REJECTED.labels("unconfigured").inc()
+        log.warning("webhook refused: neither FEISHU_ENCRYPT_KEY nor FEISHU_VERIFICATION_TOKEN is set")
+        return jsonify(code=503, msg=EVENT_SECRETS_ERROR, reason="unconfigured"), 503
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _refuse(Refusal(Reason.REJECTED, "request body too large"))
     body = request.get_data(cache=True)
