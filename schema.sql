@@ -325,7 +325,8 @@ CREATE TABLE IF NOT EXISTS coze_sync_templates (
 
 -- One change (or one row of a manual sync) waiting for, or done with, its Coze call. Rows of
 -- one table row (`row_key`: its primary key values joined by U+001F) are delivered in id order:
--- a row is claimable only when no earlier row with the same key is undelivered.
+-- a row is claimable only when no earlier row with the same key is undelivered (an update that
+-- changed the key also waits for its old key's rows: `old_row_key`).
 CREATE TABLE IF NOT EXISTS coze_outbox (
     id              INTEGER PRIMARY KEY,
     template_id     INTEGER NOT NULL REFERENCES coze_sync_templates(id) ON DELETE CASCADE,
@@ -342,6 +343,7 @@ CREATE TABLE IF NOT EXISTS coze_outbox (
     last_error      TEXT,
     created_at      TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,  -- two defaults (UTC on SQLite)
     delivered_at    TIMESTAMP,
+    old_row_key     TEXT,                   -- an update that changed the key: the key before (0004)
     CONSTRAINT ck_coze_outbox_status CHECK (status IN ('pending', 'claimed', 'delivered', 'dead'))
 );
 -- One index serves the claim (pending rows), the per-row order check (undelivered rows of a key)
@@ -349,6 +351,10 @@ CREATE TABLE IF NOT EXISTS coze_outbox (
 -- partial one that trigger rows (no sync_id) never enter.
 CREATE INDEX IF NOT EXISTS ix_coze_outbox_state ON coze_outbox (status, template_id, row_key, id);
 CREATE INDEX IF NOT EXISTS ix_coze_outbox_sync ON coze_outbox (sync_id) WHERE sync_id IS NOT NULL;
+-- A key-changing update waits for its old key's rows, and later rows of that old key wait for it;
+-- only key changes enter this one (revision 0004).
+CREATE INDEX IF NOT EXISTS ix_coze_outbox_old_key ON coze_outbox (template_id, old_row_key, id)
+    WHERE old_row_key IS NOT NULL;
 
 -- Every Coze call, successful or not, with what Coze answered (kept after the outbox row is
 -- cleaned up).

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 FEISHU_OPEN_PLATFORM = "https://open.feishu.cn"
@@ -140,6 +140,19 @@ class Settings(BaseSettings):
     # Module prefixes a template's custom mapping callable may come from (comma-separated).
     coze_mapping_modules: str = "bot.coze.examples,coze_mappings"
 
+    # Retention (README "Events and retention"): one periodic job trims these, in batches; ≤ 0 keeps
+    # forever. Receipts de-duplicate Feishu's re-deliveries (≈ 7.1 h) and replays inside the window.
+    event_receipt_retention_days: float = 7.0  # finished receipts (done, unhandled, failed)
+    chat_command_retention_days: float = 90.0  # the chat command audit trail
+    token_refresh_retention_days: float = 90.0  # user-token refresh history
+    export_archive_retention_days: float = 180.0  # archive files of export runs finished before
+    retention_interval_seconds: int = 3600  # how often the retention job runs (0: never)
+    retention_batch_size: int = 1000  # rows per delete transaction
+    retention_max_batches: int = 100  # per table and run; the next run goes on
+    # Feishu signs every (re-)delivery when it sends it: a signed X-Lark-Request-Timestamp further
+    # than this from our clock is refused (401 stale_timestamp). 0 turns the check off.
+    webhook_timestamp_window_seconds: int = 900
+
     @field_validator("feishu_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
@@ -162,6 +175,30 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [int(part) for part in text.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _retention_covers_replays(self) -> Settings:
+        """Receipts are the only memory of which events were seen: deleting them sooner than Feishu
+        re-delivers, or than the timestamp window lets a captured request back in, would let a
+        re-delivery or a replay run its handler twice."""
+        from datetime import timedelta
+
+        from bot.intake.freshness import min_receipt_retention
+
+        days = self.event_receipt_retention_days
+        needed = min_receipt_retention(self.webhook_timestamp_window_seconds)
+        if self.webhook_timestamp_window_seconds < 0:
+            raise ValueError("WEBHOOK_TIMESTAMP_WINDOW_SECONDS must be ≥ 0 (0 turns the check off)")
+        if days > 0 and timedelta(days=days) < needed:
+            raise ValueError(
+                f"EVENT_RECEIPT_RETENTION_DAYS={days} is shorter than Feishu's re-delivery span plus "
+                f"WEBHOOK_TIMESTAMP_WINDOW_SECONDS ({needed.total_seconds() / 86400:.2f} days): a "
+                "re-delivered or replayed event would run twice; raise it (default 7)")
+        if days > 0 and self.webhook_timestamp_window_seconds == 0:
+            raise ValueError(
+                "WEBHOOK_TIMESTAMP_WINDOW_SECONDS=0 accepts any timestamp, so receipts are the only replay "
+                "defence: set EVENT_RECEIPT_RETENTION_DAYS=0 (keep forever) or a window (default 900)")
+        return self
 
     @property
     def effective_database_url(self) -> str:

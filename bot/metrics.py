@@ -17,6 +17,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -59,6 +60,15 @@ TOKEN_REFRESHES = Counter(
 FEISHU_RETRIES = Counter(
     "feishu_bridge_feishu_retries_total", "Feishu calls retried after a rate limit or server error",
     ["operation"],
+)
+RETENTION_DELETED = Counter(
+    "feishu_bridge_retention_deleted_total",
+    "Rows (export_archives: files) deleted by the retention job", ["table"],
+)
+RETENTION_OLDEST_AGE = Gauge(
+    "feishu_bridge_retention_oldest_row_age_seconds",
+    "Age of each retained table's oldest row when the retention job last ran", ["table"],
+    multiprocess_mode="mostrecent",
 )
 TOKEN_RETRIES = Counter(
     "feishu_bridge_token_rejected_retries_total",

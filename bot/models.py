@@ -430,6 +430,7 @@ class CozeOutbox(Base):
         # Partial in schema.sql (WHERE sync_id IS NOT NULL). The models never create tables, and
         # a `postgresql_where` here would load the PostgreSQL dialect into every CLI command.
         Index("ix_coze_outbox_sync", "sync_id"),
+        Index("ix_coze_outbox_old_key", "template_id", "old_row_key", "id"),  # partial too (schema.sql)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -449,6 +450,7 @@ class CozeOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    old_row_key: Mapped[str | None] = mapped_column(Text)  # set only by an update that changed the key
 
 
 class CozeDelivery(Base):

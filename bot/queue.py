@@ -57,9 +57,10 @@ class Jobs:
     DISPATCH_COZE_OUTBOX = "jobs.coze.dispatch_coze_outbox"
     COZE_MANUAL_SYNC = "jobs.coze.coze_manual_sync"
     POLL_COZE_OUTBOX = "jobs.coze.poll_coze_outbox"
-    CLEAN_COZE_OUTBOX = "jobs.coze.clean_coze_outbox"
     # chat (bot/chat)
     REFRESH_CHAT_CARDS = "jobs.chat.refresh_chat_cards"
+    # retention (bot/retention.py): receipts, delivered outbox rows, audit trails, export archives
+    APPLY_RETENTION = "jobs.retention.apply_retention"
 
     @classmethod
     def names(cls) -> list[str]:

@@ -1,4 +1,5 @@
-"""Coze jobs: drain the outbox, queue a manual sync's rows, and the cron's wake-up and clean-up."""
+"""Coze jobs: drain the outbox, queue a manual sync's rows, and the cron's wake-up (delivered rows
+are trimmed by jobs.retention)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 
 from rq import get_current_job
 
-from bot.coze import manual, outbox, schedule
+from bot.coze import manual, schedule
 from bot.coze.dispatch import drain
 from bot.services import current
 from jobs.timing import instrumented
@@ -45,8 +46,3 @@ def poll_coze_outbox() -> None:
     """Cron: wake the dispatcher (triggers on SQLite cannot)."""
     schedule.wake_dispatcher(current())
 
-
-@instrumented("clean_coze_outbox")
-def clean_coze_outbox() -> int:
-    services = current()
-    return outbox.clean_up(services.engine, services.settings.coze_retention_days)

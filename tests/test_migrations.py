@@ -186,6 +186,7 @@ def _todays_main_database(settings):
 
 def test_database_from_todays_main_keeps_every_row(settings, redis_conn, sandbox, tmp_path):
     from bot.coze import templates
+    from bot.coze.triggers import replace_triggers
 
     services = _todays_main_database(settings)
     try:
@@ -197,6 +198,8 @@ def test_database_from_todays_main_keeps_every_row(settings, redis_conn, sandbox
             TokenPair("u-access-survives-upgrade", "r-refresh-1", expires, expires + timedelta(days=30),
                       "offline_access"))
         template = templates.create(services, customer_spec(sandbox[0]))
+        with engine.begin() as conn:  # main's capture triggers: from before 0004, no old_row_key
+            replace_triggers(conn, template.id, "customers", templates.plan_for(template), with_old_key=False)
         with engine.begin() as conn:
             conn.execute(insert(CUSTOMERS), [_customer(1), _customer(2)])
             conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 2).values(phone="13900000000"))
@@ -224,6 +227,13 @@ def test_database_from_todays_main_keeps_every_row(settings, redis_conn, sandbox
             ops = session.execute(select(CozeOutbox.op, CozeOutbox.row_key).order_by(CozeOutbox.id)).all()
         assert [tuple(o) for o in ops[-2:]] == [("insert", "3"), ("update", "1")]
         assert len(ops) == 5
+        # …re-installed by 0004: a key change is filed under both keys
+        with engine.begin() as conn:
+            conn.execute(update(CUSTOMERS).where(CUSTOMERS.c.id == 3).values(id=33))
+        with services.sessions() as session:
+            last = session.execute(select(CozeOutbox.row_key, CozeOutbox.old_row_key)
+                                   .order_by(CozeOutbox.id.desc()).limit(1)).one()
+        assert tuple(last) == ("33", "3")
 
         again = migrate.upgrade(engine, backup_dir=tmp_path / "backups")  # idempotent
         assert not again.changed and again.backup is None

@@ -85,7 +85,8 @@ JOBS_CALLING_FEISHU = {"process_events": True, "refresh_due_tokens": True, "deli
                        "submit_export_window": False, "tick_exports": False,
                        # Coze sync: calls Coze, never Feishu
                        "dispatch_coze_outbox": False, "coze_manual_sync": False, "poll_coze_outbox": False,
-                       "clean_coze_outbox": False, "refresh_chat_cards": True}
+                       "refresh_chat_cards": True,
+                       "apply_retention": False}
 
 
 def test_the_expired_token_test_covers_every_job():

@@ -1,5 +1,5 @@
 """`up`'s supervisor: children's lines prefixed on a terminal, passed through otherwise, none lost;
-one child exiting stops the others."""
+a child exiting once its restarts are used up stops the others."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def _env() -> dict[str, str]:
 
 def _run(pretty: bool) -> tuple[int, list[bytes]]:
     output = io.BytesIO()
-    supervisor = Supervisor(output=output, pretty=pretty, grace_seconds=10)
+    # no restarts: the child that exits stops everything (restarts: test_adversarial_processes)
+    supervisor = Supervisor(output=output, pretty=pretty, grace_seconds=10, max_restarts=0)
     supervisor.add("lives-long", [sys.executable, "-c", LIVES], _env())
     supervisor.add("dies", [sys.executable, "-c", DIES], _env())
     code = supervisor.run()

@@ -1,10 +1,11 @@
 """The outbox's state changes: claim due rows (per-row order, safe under concurrency), record
-what Coze answered, back off, dead-letter, re-drive, report, clean up.
+what Coze answered, back off, dead-letter, re-drive, report (bot/retention.py trims delivered rows).
 
 A row is claimable when it is pending, due, its template is enabled, and no earlier row for the
 same table row (template, row_key) is still undelivered — so one table row's changes reach Coze
-in the order they were made, while different rows go in parallel. PostgreSQL claims with
-`FOR UPDATE SKIP LOCKED`; SQLite's single writer makes the one UPDATE … RETURNING atomic.
+in the order they were made — across primary key changes too (`old_row_key`) — while different
+rows go in parallel. PostgreSQL claims with `FOR UPDATE SKIP LOCKED`; SQLite's single writer
+makes the one UPDATE … RETURNING atomic.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, Exists, and_, bindparam, func, insert, or_, select, update
 
 from bot.coze.client import ErrorKind, Outcome
 from bot.models import CozeDelivery, CozeOutbox, CozeTemplate
@@ -47,15 +48,25 @@ def claim(engine: Engine, limit: int) -> tuple[str, list[Claimed]]:
     token = uuid.uuid4().hex
     now = utcnow()
     earlier = OUTBOX.alias("earlier")
-    blocked = (
-        select(earlier.c.id)
-        .where(
-            earlier.c.template_id == OUTBOX.c.template_id,
-            earlier.c.row_key == OUTBOX.c.row_key,
-            earlier.c.id < OUTBOX.c.id,
-            earlier.c.status.in_(UNDELIVERED),
+
+    def waits_for(*match) -> Exists:
+        return (
+            select(earlier.c.id)
+            .where(
+                earlier.c.template_id == OUTBOX.c.template_id,
+                *match,
+                earlier.c.id < OUTBOX.c.id,
+                earlier.c.status.in_(UNDELIVERED),
+            )
+            .exists()
         )
-        .exists()
+
+    # Same key; or, across a key change (an UPDATE … SET id = …), the old key's earlier rows, and
+    # for a row of a key that an earlier update left, that update. Each EXISTS has its index.
+    blocked = or_(
+        waits_for(earlier.c.row_key == OUTBOX.c.row_key),
+        waits_for(OUTBOX.c.old_row_key.is_not(None), earlier.c.row_key == OUTBOX.c.old_row_key),
+        waits_for(earlier.c.old_row_key == OUTBOX.c.row_key),
     )
     enabled = select(TEMPLATES.c.id).where(TEMPLATES.c.enabled.is_(True))
     candidates = (
@@ -248,10 +259,3 @@ def counts(engine: Engine, template_id: int | None = None) -> dict[str, int]:
         found = dict(connection.execute(query).all())
     return {status: int(found.get(status, 0)) for status in ("pending", "claimed", "delivered", "dead")}
 
-
-def clean_up(engine: Engine, retention_days: float) -> int:
-    cutoff = utcnow() - timedelta(days=retention_days)
-    with engine.begin() as connection:
-        return connection.execute(
-            delete(OUTBOX).where(OUTBOX.c.status == "delivered", OUTBOX.c.delivered_at < cutoff)
-        ).rowcount

@@ -33,11 +33,18 @@ class TriggerPlan:
             raise ValueError(f"unknown operation in {self.operations!r}")
 
 
+def watched(plan: TriggerPlan) -> tuple[str, ...]:
+    """The columns whose change writes an update row: the selected fields and the key — a key
+    change must enter the outbox even when no selected field moved, or the row's later changes
+    (filed under the new key) would not wait for those queued under the old one."""
+    return tuple(dict.fromkeys((*plan.fields, *plan.keys)))
+
+
 def trigger_name(template_id: int, op: str) -> str:
     return f"coze_sync_{int(template_id)}_{op}"
 
 
-def sqlite_ddl(plan: TriggerPlan, quote) -> list[str]:
+def sqlite_ddl(plan: TriggerPlan, quote, *, with_old_key: bool = True) -> list[str]:
     def doc(alias: str) -> str:
         pairs = ", ".join(f"'{f}', {alias}.{quote(f)}" for f in plan.fields)
         return f"json_object({pairs})"
@@ -45,21 +52,25 @@ def sqlite_ddl(plan: TriggerPlan, quote) -> list[str]:
     def key(alias: str) -> str:
         return " || char(31) || ".join(f"CAST({alias}.{quote(k)} AS TEXT)" for k in plan.keys)
 
+    key_columns = "row_key, old_row_key," if with_old_key else "row_key,"
     statements = []
     for op in plan.operations:
         alias = "OLD" if op == "delete" else "NEW"
         old = doc("OLD") if op != "insert" else "NULL"
         new = doc("NEW") if op != "delete" else "NULL"
-        when = ""
+        when, old_key = "", "NULL, "
         if op == "update":
-            when = " WHEN " + " OR ".join(f"OLD.{quote(f)} IS NOT NEW.{quote(f)}" for f in plan.fields)
+            when = " WHEN " + " OR ".join(f"OLD.{quote(f)} IS NOT NEW.{quote(f)}" for f in watched(plan))
+            old_key = f"CASE WHEN {key('OLD')} IS NOT {key('NEW')} THEN {key('OLD')} END, "
+        if not with_old_key:  # the shape before revision 0004, for its downgrade
+            old_key = ""
         statements.append(
             f"CREATE TRIGGER {trigger_name(plan.template_id, op)} AFTER {op.upper()} ON {quote(plan.table)} "
             f"FOR EACH ROW{when} BEGIN "
             # created_at and next_attempt_at: the columns' CURRENT_TIMESTAMP defaults (UTC)
-            "INSERT INTO coze_outbox (template_id, op, row_key, old_values, new_values, status, attempts) "
-            f"VALUES ({int(plan.template_id)}, '{op}', {key(alias)}, {old}, {new}, 'pending', 0); "
-            "END"
+            f"INSERT INTO coze_outbox (template_id, op, {key_columns} old_values, new_values, status, "
+            f"attempts) VALUES ({int(plan.template_id)}, '{op}', {key(alias)}, {old_key}{old}, {new}, "
+            "'pending', 0); END"
         )
     return statements
 
@@ -68,7 +79,7 @@ def capture_function(template_id: int) -> str:
     return f"coze_capture_{int(template_id)}"
 
 
-def postgresql_ddl(plan: TriggerPlan, quote) -> list[str]:
+def postgresql_ddl(plan: TriggerPlan, quote, *, with_old_key: bool = True) -> list[str]:
     """A capture function generated for this template (explicit columns: much cheaper than
     filtering `to_jsonb(NEW)`). Inserts and deletes are captured per *statement* from the
     transition table (one INSERT … SELECT however many rows a statement touched, then one
@@ -85,30 +96,35 @@ def postgresql_ddl(plan: TriggerPlan, quote) -> list[str]:
 
     function = capture_function(plan.template_id)
     template = int(plan.template_id)
-    columns = (
-        "template_id, op, row_key, old_values, new_values, status, attempts, next_attempt_at, created_at"
-    )
+    key_columns = "row_key, old_row_key" if with_old_key else "row_key"  # before 0004: no old_row_key
+    columns = (f"template_id, op, {key_columns}, old_values, new_values, status, attempts, "
+               "next_attempt_at, created_at")
+    no_key = "NULL, " if with_old_key else ""
+    old_key = ""
+    if with_old_key:  # set only when the update changed the key
+        old_key = f"CASE WHEN {key('OLD')} IS DISTINCT FROM {key('NEW')} THEN {key('OLD')} END, "
     body = f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $coze$
 DECLARE
     stamp timestamp := now() AT TIME ZONE 'utc';
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO coze_outbox ({columns})
-        SELECT {template}, 'insert', {key("n")}, NULL, {doc("n")}, 'pending', 0, stamp, stamp
+        SELECT {template}, 'insert', {key("n")}, {no_key}NULL, {doc("n")}, 'pending', 0, stamp, stamp
           FROM coze_new AS n;
         IF FOUND THEN
             PERFORM pg_notify('coze_outbox', '{template}');
         END IF;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO coze_outbox ({columns})
-        SELECT {template}, 'delete', {key("o")}, {doc("o")}, NULL, 'pending', 0, stamp, stamp
+        SELECT {template}, 'delete', {key("o")}, {no_key}{doc("o")}, NULL, 'pending', 0, stamp, stamp
           FROM coze_old AS o;
         IF FOUND THEN
             PERFORM pg_notify('coze_outbox', '{template}');
         END IF;
     ELSE
         INSERT INTO coze_outbox ({columns})
-        VALUES ({template}, 'update', {key("NEW")}, {doc("OLD")}, {doc("NEW")}, 'pending', 0, stamp, stamp);
+        VALUES ({template}, 'update', {key("NEW")}, {old_key}{doc("OLD")}, {doc("NEW")}, 'pending', 0,
+                stamp, stamp);
     END IF;
     RETURN NULL;
 END
@@ -127,7 +143,7 @@ $coze$"""
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
             )
         else:
-            changed = " OR ".join(f"OLD.{quote(f)} IS DISTINCT FROM NEW.{quote(f)}" for f in plan.fields)
+            changed = " OR ".join(f"OLD.{quote(f)} IS DISTINCT FROM NEW.{quote(f)}" for f in watched(plan))
             statements.append(
                 f"CREATE TRIGGER {name} AFTER UPDATE ON {table} FOR EACH ROW WHEN ({changed}) "
                 f"EXECUTE FUNCTION {function}()"
@@ -153,7 +169,8 @@ def drop_ddl(dialect: str, template_id: int, table: str | None, quote) -> list[s
 
 
 def replace_triggers(
-    connection: Connection, template_id: int, old_table: str | None, plan: TriggerPlan | None
+    connection: Connection, template_id: int, old_table: str | None, plan: TriggerPlan | None,
+    *, with_old_key: bool = True,
 ) -> None:
     """Drop the template's triggers (on its previous table) and install the planned ones, in
     the caller's transaction. `plan=None` only drops."""
@@ -170,7 +187,7 @@ def replace_triggers(
             connection.exec_driver_sql(f"DROP FUNCTION IF EXISTS {capture_function(template_id)}()")
         return
     build = postgresql_ddl if dialect == "postgresql" else sqlite_ddl
-    for statement in build(plan, quote):
+    for statement in build(plan, quote, with_old_key=with_old_key):
         connection.exec_driver_sql(statement)
 
 

@@ -36,12 +36,14 @@ class Reason(StrEnum):
     SHAPELESS = "shapeless"
     REJECTED = "rejected"
     LEGACY_CARD = "legacy_card_callback"
+    STALE_TIMESTAMP = "stale_timestamp"  # signed timestamp outside the replay window (freshness.py)
 
 
 STATUS_FOR_REASON: dict[Reason, int] = {
     Reason.MISSING_SIGNATURE: 401,
     Reason.BAD_SIGNATURE: 401,
     Reason.BAD_TOKEN: 401,
+    Reason.STALE_TIMESTAMP: 401,
     Reason.NO_ENCRYPT_KEY: 400,
 }
 

@@ -5,5 +5,7 @@ database is behind with one query and no Alembic import; tests/test_migrations.p
 list against the scripts.
 """
 
-ALL_REVISIONS = ("0001_baseline", "0002_export_files_sha256", "0003_real_feishu_rules")
+ALL_REVISIONS = (
+    "0001_baseline", "0002_export_files_sha256", "0003_real_feishu_rules", "0004_coze_key_change_order",
+)
 HEAD = ALL_REVISIONS[-1]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from rq.utils import import_attribute
 
 from bot.config import Settings
+from bot.processes.outages import run_in_rounds
 from bot.queue import Jobs, QueueName
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic(Jobs.TICK_EXPORTS, QueueName.EXPORTS, lambda s: s.export_tick_seconds, 120),
     Periodic(Jobs.REFRESH_CHAT_CARDS, QueueName.DEFAULT, lambda s: s.chat_card_refresh_seconds, 120),
     Periodic(Jobs.POLL_COZE_OUTBOX, QueueName.COZE, lambda s: s.coze_poll_seconds, 60),
-    Periodic(Jobs.CLEAN_COZE_OUTBOX, QueueName.COZE, lambda s: 3600, 600),
+    Periodic(Jobs.APPLY_RETENTION, QueueName.DEFAULT, lambda s: s.retention_interval_seconds, 600),
     # the only way export files arrive (no event comes from the contract bot's chat); 0 turns it off
     Periodic(Jobs.POLL_EXPORT_MESSAGES, QueueName.EXPORTS, lambda s: s.export_poll_seconds, 300),
 )
@@ -59,11 +60,27 @@ def build_cron(settings: Settings):
 
 
 def run_cron(settings: Settings) -> None:
-    """Enqueue periodic jobs on their schedule (run exactly one of these per deployment)."""
+    """Enqueue periodic jobs on their schedule (run exactly one of these per deployment),
+    through Redis outages (see `outages.py`)."""
     from bot.coze.listener import start_listener
     from bot.coze.schedule import wake_dispatcher
     from bot.services import build_services
 
     services = build_services(settings)
     start_listener(settings.effective_database_url, lambda: wake_dispatcher(services))
-    build_cron(settings).start()
+    cron = build_cron(settings)
+    stopped: list[int] = []
+    rq_request_stop = cron._request_stop
+
+    def request_stop(signum, frame) -> None:
+        # noted here: RQ then says goodbye to Redis, which fails the same way an outage does
+        stopped.append(signum)
+        rq_request_stop(signum, frame)
+
+    cron._request_stop = request_stop  # what start() installs for SIGTERM/SIGINT
+
+    def one_round(_number: int) -> None:
+        # the same scheduler goes on after an outage, so the schedule keeps its timing
+        cron.start()
+
+    run_in_rounds(one_round, lambda: bool(stopped), cron.connection, "cron")

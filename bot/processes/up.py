@@ -105,6 +105,9 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
         supervisor.add(f"worker-{i + 1}", [python, "-m", "bot.cli", "worker"], env)
     supervisor.add("cron", [python, "-m", "bot.cli", "cron"], env)
     supervisor.add("web", [python, *gunicorn_argv()], env)
+    redis = runtime.embedded_redis
+    if runtime.started_redis and redis is not None:  # ours: same socket or port, same data dir
+        supervisor.watch("redis", redis.is_running, redis.start)
 
     def on_ready() -> None:
         base = f"http://127.0.0.1:{settings.port}"

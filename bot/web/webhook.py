@@ -9,6 +9,7 @@ with the right 4xx; authentic events of types we have no handler for are recorde
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,16 @@ import lark_oapi as lark
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from lark_oapi.adapter.flask import parse_req, parse_resp
 
-from bot.intake.parse import ParsedEvent, Reason, Refusal, ShapeError, event_from_sdk, examine
+from bot.intake.freshness import stale_reason
+from bot.intake.parse import (
+    HEADER_TIMESTAMP,
+    ParsedEvent,
+    Reason,
+    Refusal,
+    ShapeError,
+    event_from_sdk,
+    examine,
+)
 from bot.intake.recorder import Recorder, StorageUnavailable
 from bot.intake.routes import HANDLED_TYPES
 from bot.metrics import EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REJECTED, EVENTS_UNAVAILABLE
@@ -96,6 +106,17 @@ def _accept(event: ParsedEvent, *, handled: bool):
     return _CARD_TOAST if event.event_type == "card.action.trigger" else _SUCCESS
 
 
+def _stale_timestamp(services: Services) -> Refusal | None:
+    """A signed request from outside the replay window (bot/intake/freshness.py). Only with an
+    encrypt key: without one the timestamp is not signed, so checking it proves nothing."""
+    settings = services.settings
+    if not settings.feishu_encrypt_key.get_secret_value():
+        return None
+    reason = stale_reason(request.headers.get(HEADER_TIMESTAMP), time.time(),
+                          settings.webhook_timestamp_window_seconds)
+    return None if reason is None else Refusal(Reason.STALE_TIMESTAMP, reason)
+
+
 @bp.post("/webhook/event")
 def receive_event():
     services, intake = app_services(), _intake()
@@ -107,6 +128,9 @@ def receive_event():
         return jsonify(code=503, msg=EVENT_SECRETS_ERROR, reason="unconfigured"), 503
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _refuse(Refusal(Reason.REJECTED, "request body too large"))
+    stale = _stale_timestamp(services)
+    if stale is not None:
+        return _refuse(stale)
     body = request.get_data(cache=True)
     g.feishu_event = None
     answer = intake.dispatcher.do(parse_req())
