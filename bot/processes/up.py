@@ -122,7 +122,8 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
 
 def summary(settings: Settings, base: str, sandbox: str | None, pong: bool | None) -> list[str]:
     """What `up` prints once everything answers: one screen, at most 100 columns."""
-    how = "the sandbox approves automatically" if sandbox else "or run `feishu-bridge auth login`"
+    how = ("dashboard login first; sandbox approves" if sandbox
+           else "dashboard login first, or `auth login`")
     token = (f"admin token {SANDBOX_ADMIN_TOKEN}; "
              if settings.admin_token.get_secret_value() == SANDBOX_ADMIN_TOKEN else "")
     lines = [
