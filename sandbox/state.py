@@ -113,7 +113,7 @@ class Faults:
                 setattr(self, key, max(0, int(values[key])))
         if "slow_refresh_seconds" in values:
             self.slow_refresh_seconds = max(0.0, float(values["slow_refresh_seconds"]))
-        for key in ("rate_limit", "server_error", "recall_cards"):
+        for key in ("rate_limit", "server_error", "recall_cards", *self.GATEWAY_FAULTS):
             if key in values:
                 value = float(values[key])
                 if not 0.0 <= value <= 1.0:
@@ -128,12 +128,7 @@ class Faults:
     GATEWAY_FAULTS = ("throttle_chat", "throttle_tenant", "html_502", "reset", "stall")
 
     def _update_gateway_faults(self, values: dict[str, Any]) -> None:
-        for key in self.GATEWAY_FAULTS:
-            if key in values:
-                value = float(values[key])
-                if not 0.0 <= value <= 1.0:
-                    raise ValueError(f"{key} must be between 0 and 1")
-                setattr(self, key, value)
+        for key in self.GATEWAY_FAULTS:  # (their probabilities are set in `update`)
             if f"{key}_count" in values:
                 setattr(self, f"{key}_count", max(0, int(values[f"{key}_count"])))
         if "stall_seconds" in values:

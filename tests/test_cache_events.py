@@ -8,6 +8,7 @@ import random
 import statistics
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from bot.models import CacheRecord
 from bot.services import build_services
 from sandbox.seed import BIG_TABLE, DEFECTS_TABLE, QUALITY_APP, QUALITY_NODE
 from tests.conftest import make_settings
+from tests.export_helpers import wait_for
 from tests.helpers import EVERY_FAULT
 from tests.stack import BridgeStack
 
@@ -50,15 +52,6 @@ def _entered(records: dict[str, dict]) -> dict[str, dict]:
     return {rid: {k: v for k, v in fields.items() if k not in COMPUTED} for rid, fields in records.items()}
 
 
-def _wait(predicate, timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
 def _edit_storm(http: httpx.Client, edit: str, live: list[str], count: int) -> list[str]:
     """`count` user edits, each one change event: adds, edits of a hot set of records (so
     deliveries race each other) and deletes; every 10th event delivered twice. Returns the ids
@@ -79,18 +72,32 @@ def _edit_storm(http: httpx.Client, edit: str, live: list[str], count: int) -> l
     return live
 
 
-def test_thousand_change_events_keep_the_cache_exact(tmp_path, database_url, redis_url, redis_conn, sandbox):
+@contextmanager
+def _cache_stack(tmp_path, database_url, redis_url, sandbox, **env):
+    """gunicorn + 2 workers receiving the sandbox's events, and in-process services on the same
+    database; yields (stack, services, an HTTP client). Everything is stopped afterwards."""
     base_url, state = sandbox
-    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=2)
+    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=2, extra_env=env)
     settings = make_settings(tmp_path, database_url=database_url, redis_url=redis_url,
                              feishu_base_url=base_url, var_dir=tmp_path / "var")
     services = build_services(settings)
     init_schema(services.engine)
     stack.start()
     state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
-    edit = f"{base_url}/sandbox/bitable/{QUALITY_APP}/{DEFECTS_TABLE}/records"
     http = httpx.Client(timeout=10)
     try:
+        yield stack, services, http
+    finally:
+        http.close()
+        state.sender.config.webhook_url = ""
+        stack.stop()
+        services.close()
+
+
+def test_thousand_change_events_keep_the_cache_exact(tmp_path, database_url, redis_url, redis_conn, sandbox):
+    base_url, state = sandbox
+    edit = f"{base_url}/sandbox/bitable/{QUALITY_APP}/{DEFECTS_TABLE}/records"
+    with _cache_stack(tmp_path, database_url, redis_url, sandbox) as (stack, services, http):
         source = store.add_source(services.engine, "quality", QUALITY_NODE, parse_source(QUALITY_NODE), 3600)
         assert sync_source(services, "quality").outcome == "synced"  # subscribes, then full read
         assert _cached(services, source.id) == _truth(state)
@@ -103,7 +110,7 @@ def test_thousand_change_events_keep_the_cache_exact(tmp_path, database_url, red
         def entered_equal() -> bool:
             return _entered(_cached(services, source.id)) == _entered(_truth(state))
 
-        assert _wait(entered_equal, timeout=120), stack.log_text()[-3000:]
+        assert wait_for(entered_equal, timeout=120, interval=0.05), stack.log_text()[-3000:]
         # Deleting a record that others link to changed their lookups without an event: the
         # scheduled formula refresh (what its job runs) makes the cache exact.
         formulas.refresh_computed(services, source.id, DEFECTS_TABLE)
@@ -122,33 +129,20 @@ def test_thousand_change_events_keep_the_cache_exact(tmp_path, database_url, red
             def shows(t=target, v=10_000 + i) -> bool:
                 return _cached(services, source.id).get(t, {}).get("工时") == v
 
-            assert _wait(shows, timeout=10)
+            assert wait_for(shows, timeout=10, interval=0.05)
             latencies.append(time.monotonic() - started)
         p95 = sorted(latencies)[math.ceil(0.95 * len(latencies)) - 1]
         print(f"event → cache freshness: p50 {statistics.median(latencies) * 1000:.0f} ms, "
               f"p95 {p95 * 1000:.0f} ms")
         assert p95 < 2.0
-    finally:
-        http.close()
-        state.sender.config.webhook_url = ""
-        stack.stop()
-        services.close()
 
 
 def test_change_events_keep_the_cache_exact_with_every_fault_on(tmp_path, database_url, redis_url,
                                                                  redis_conn, sandbox):
     base_url, state = sandbox
-    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=2,
-                        extra_env={"FEISHU_RETRY_MAX_WAIT": "2"})
-    settings = make_settings(tmp_path, database_url=database_url, redis_url=redis_url,
-                             feishu_base_url=base_url, var_dir=tmp_path / "var")
-    services = build_services(settings)
-    init_schema(services.engine)
-    stack.start()
-    state.sender.config.webhook_url = f"{stack.base_url}/webhook/event"
     edit = f"{base_url}/sandbox/bitable/{QUALITY_APP}/{DEFECTS_TABLE}/records"
-    http = httpx.Client(timeout=10)
-    try:
+    with _cache_stack(tmp_path, database_url, redis_url, sandbox,
+                      FEISHU_RETRY_MAX_WAIT="2") as (stack, services, http):
         permission = f"{base_url}/sandbox/files/{QUALITY_APP}/permission"
         http.post(permission, json={"role": "read"}).raise_for_status()
         http.post(f"{base_url}/sandbox/faults", json=EVERY_FAULT).raise_for_status()
@@ -168,15 +162,10 @@ def test_change_events_keep_the_cache_exact_with_every_fault_on(tmp_path, databa
         def exact(table_id: str) -> bool:
             return _entered(_cached(services, source.id, table_id)) == _entered(_truth(state, table_id))
 
-        assert _wait(lambda: exact(DEFECTS_TABLE) and exact(BIG_TABLE), timeout=180), \
+        assert wait_for(lambda: exact(DEFECTS_TABLE) and exact(BIG_TABLE), timeout=180), \
             stack.log_text()[-3000:]
         formulas.refresh_computed(services, source.id, DEFECTS_TABLE)
         assert _cached(services, source.id) == _truth(state)
         faulted = Counter(c.get("fault") or c["status"] for c in state.api_calls if c["status"] != 200)
         print(f"\nfaults met on the way: {dict(faulted)}")
         assert {"reset", "html_502", 429, 500} <= set(faulted)
-    finally:
-        http.close()
-        state.sender.config.webhook_url = ""
-        stack.stop()
-        services.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -65,24 +65,54 @@ class Fetcher:
     as_user: str | None = None
     calls: int = 0
 
-    def _pages(self, operation: str, page: Page, progress: Callable[[int], None] | None = None) -> list[dict]:
-        items: list[dict] = []
+    def _walk(self, operation: str, page: Page) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """Every page of a listing as (response, data), following page tokens to the end."""
         token: str | None = None
         while True:
             self.calls += 1
-            data = _data(page(token))
+            response = page(token)
+            data = _data(response)
+            yield response, data
+            if not data.get("has_more"):
+                return
+            token = data.get("page_token")
+            if not token:
+                raise RuntimeError(f"{operation}: has_more without a page_token")
+
+    def _pages(self, operation: str, page: Page, progress: Callable[[int], None] | None = None) -> list[dict]:
+        """Every item of a listing, checked against the total Feishu declared."""
+        items: list[dict] = []
+        total = None
+        for _, data in self._walk(operation, page):
             batch = data.get("items") or []
             items += batch
             if progress is not None:
                 progress(len(batch))
-            if not data.get("has_more"):
-                total = data.get("total")
-                if isinstance(total, int) and total != len(items):
-                    raise RuntimeError(f"{operation}: got {len(items)} items but Feishu declared {total}")
-                return items
-            token = data.get("page_token")
-            if not token:
-                raise RuntimeError(f"{operation}: has_more without a page_token")
+            total = data.get("total")
+        if isinstance(total, int) and total != len(items):
+            raise RuntimeError(f"{operation}: got {len(items)} items but Feishu declared {total}")
+        return items
+
+    def _records_page(self, app_token: str, table_id: str, *, automatic_fields: bool = False,
+                      field_names: list[str] | None = None) -> Page:
+        """One page of a table's records from the list API, with these request options."""
+        from lark_oapi.api.bitable.v1 import ListAppTableRecordRequest
+
+        def page(token: str | None):
+            def request() -> ListAppTableRecordRequest:  # fresh per attempt: the SDK mutates requests
+                b = (ListAppTableRecordRequest.builder().app_token(app_token).table_id(table_id)
+                     .page_size(RECORDS_PAGE))
+                if automatic_fields:
+                    b = b.automatic_fields(True)
+                if field_names is not None:
+                    b = b.field_names(json.dumps(field_names, ensure_ascii=False))
+                return (b.page_token(token) if token else b).build()
+
+            return self.feishu.call(RECORDS_OP, lambda client, option:
+                                    client.bitable.v1.app_table_record.list(request(), option),
+                                    as_user=self.as_user)
+
+        return page
 
     def resolve_wiki(self, node_token: str) -> dict[str, Any]:
         from lark_oapi.api.wiki.v2 import GetNodeSpaceRequest
@@ -151,33 +181,14 @@ class Fetcher:
     def _record_pass(self, app_token: str, table_id: str, previous: dict[str, Any],
                      progress: Callable[[int], None] | None) -> snapshot.Pass:
         """One listing of a table, every page, judged as it comes (duplicates, totals, fresh rows)."""
-        from lark_oapi.api.bitable.v1 import ListAppTableRecordRequest
-
-        def page(token: str | None):
-            def request() -> ListAppTableRecordRequest:
-                b = (ListAppTableRecordRequest.builder().app_token(app_token).table_id(table_id)
-                     .page_size(RECORDS_PAGE).automatic_fields(True))
-                return (b.page_token(token) if token else b).build()
-
-            return self.feishu.call(RECORDS_OP, lambda client, option:
-                                    client.bitable.v1.app_table_record.list(request(), option),
-                                    as_user=self.as_user)
-
         one = snapshot.Pass(previous)
-        token: str | None = None
-        while True:
-            self.calls += 1
-            response = page(token)
-            data = _data(response)
+        for response, data in self._walk(RECORDS_OP, self._records_page(app_token, table_id,
+                                                                         automatic_fields=True)):
             batch = data.get("items") or []
             one.add_page(batch, data.get("total"), _server_ms(response))
             if progress is not None:
                 progress(len(batch))
-            if not data.get("has_more"):
-                return one
-            token = data.get("page_token")
-            if not token:
-                raise RuntimeError(f"{RECORDS_OP}: has_more without a page_token")
+        return one
 
     def _reconciled(self, app_token: str, table_id: str, passes: list[snapshot.Pass]) -> list[dict[str, Any]]:
         """The table never held still: every row the passes saw, those the last one did not show
@@ -228,30 +239,10 @@ class Fetcher:
 
     def field_values(self, app_token: str, table_id: str, field_names: list[str]) -> list[dict[str, Any]]:
         """Every record with only the named fields (`field_names`): how formula and lookup
-        columns, which change without events, are re-read without reading everything."""
-        from lark_oapi.api.bitable.v1 import ListAppTableRecordRequest
-
-        names = json.dumps(field_names, ensure_ascii=False)
-
-        def page(token: str | None):
-            def request() -> ListAppTableRecordRequest:
-                b = (ListAppTableRecordRequest.builder().app_token(app_token).table_id(table_id)
-                     .page_size(RECORDS_PAGE).field_names(names))
-                return (b.page_token(token) if token else b).build()
-
-            return self.feishu.call("bitable.v1.app_table_record.list", lambda client, option:
-                                    client.bitable.v1.app_table_record.list(request(), option),
-                                    as_user=self.as_user)
-
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:  # no total check: rows may come and go meanwhile, only known ones are updated
-            self.calls += 1
-            data = _data(page(token))
-            items += data.get("items") or []
-            token = data.get("page_token")
-            if not data.get("has_more") or not token:
-                return items
+        columns, which change without events, are re-read without reading everything. No total
+        check: rows may come and go meanwhile, and only the records already cached are updated."""
+        page = self._records_page(app_token, table_id, field_names=field_names)
+        return [item for _, data in self._walk(RECORDS_OP, page) for item in data.get("items") or []]
 
     def subscribe(self, file_token: str) -> None:
         """Ask Feishu to send this bitable's record/field change events to the app."""

@@ -37,6 +37,11 @@ class Reason(StrEnum):
     REJECTED = "rejected"
     LEGACY_CARD = "legacy_card_callback"
     STALE_TIMESTAMP = "stale_timestamp"  # signed timestamp outside the replay window (freshness.py)
+    UNCONFIGURED = "unconfigured"  # no secret to authenticate events with (outside the sandbox)
+
+
+# Refusals that point at the app's configuration rather than at a bad request: logged louder.
+CONFIGURATION_REASONS = frozenset({Reason.LEGACY_CARD, Reason.UNCONFIGURED})
 
 
 STATUS_FOR_REASON: dict[Reason, int] = {
@@ -44,6 +49,7 @@ STATUS_FOR_REASON: dict[Reason, int] = {
     Reason.BAD_SIGNATURE: 401,
     Reason.BAD_TOKEN: 401,
     Reason.STALE_TIMESTAMP: 401,
+    Reason.UNCONFIGURED: 503,
     Reason.NO_ENCRYPT_KEY: 400,
 }
 

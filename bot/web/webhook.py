@@ -19,6 +19,7 @@ from lark_oapi.adapter.flask import parse_req, parse_resp
 
 from bot.intake.freshness import stale_reason
 from bot.intake.parse import (
+    CONFIGURATION_REASONS,
     HEADER_TIMESTAMP,
     ParsedEvent,
     Reason,
@@ -84,8 +85,8 @@ def _capture(data: Any) -> None:
 
 def _refuse(refusal: Refusal):
     EVENTS_REJECTED.labels(refusal.reason.value).inc()
-    # a legacy card callback is the app's configuration to fix, not noise: say so louder
-    level = logging.WARNING if refusal.reason is Reason.LEGACY_CARD else logging.INFO
+    # the app's configuration to fix (a legacy card URL, no event secret), not noise: say so louder
+    level = logging.WARNING if refusal.reason in CONFIGURATION_REASONS else logging.INFO
     log.log(level, "webhook request refused",
             extra={"reason": refusal.reason.value, "detail": refusal.detail})
     return jsonify(code=refusal.status, msg=refusal.detail, reason=refusal.reason.value), refusal.status
@@ -123,9 +124,7 @@ def receive_event():
 
     if webhook_unprotected(services.settings):
         # Fail closed: with no secret to check, any POST could pose as an admin's message.
-        EVENTS_REJECTED.labels("unconfigured").inc()
-        log.warning("webhook refused: neither FEISHU_ENCRYPT_KEY nor FEISHU_VERIFICATION_TOKEN is set")
-        return jsonify(code=503, msg=EVENT_SECRETS_ERROR, reason="unconfigured"), 503
+        return _refuse(Refusal(Reason.UNCONFIGURED, EVENT_SECRETS_ERROR))
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _refuse(Refusal(Reason.REJECTED, "request body too large"))
     stale = _stale_timestamp(services)
