@@ -2,6 +2,9 @@
 
 from flask import Flask, jsonify, request
 
+from bot.config import load_settings
+from bot.processes.asgi import ASGIApp, serve
+
 
 def create_app() -> Flask:
     app = Flask("bare")
@@ -16,3 +19,8 @@ def create_app() -> Flask:
         return jsonify(status="ok")
 
     return app
+
+
+def create_asgi_app() -> ASGIApp:
+    """Served like the bridge (gunicorn's asgi worker, the whole-body front)."""
+    return serve(create_app(), load_settings())

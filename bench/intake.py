@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.processes.web import APP  # noqa: E402
 from sandbox.sender import EventSender, SenderConfig  # noqa: E402
 from sandbox.state import (  # noqa: E402
     SANDBOX_APP_ID,
@@ -167,12 +168,12 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int, la
 
 
 class Gunicorn:
-    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, app: str, env: dict[str, str], log: Path, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         env = dict(env, PORT=str(self.port), HOST="127.0.0.1")
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:bot.processes.gunicorn_conf", app],
+            [sys.executable, "-m", "gunicorn", "-c", "python:bot.processes.gunicorn_conf", *extra, app],
             env=env, cwd=ROOT, stdout=self.log, stderr=self.log,
         )
         wait_http(f"http://127.0.0.1:{self.port}/healthz", timeout=90)
@@ -233,15 +234,15 @@ def main() -> None:
     from bot.config import load_settings
 
     effective = load_settings()
-    settings = (f"gunicorn gthread (bot/processes/gunicorn_conf.py), WEB_WORKERS={effective.web_workers}, "
+    settings = (f"gunicorn asgi worker + bot/processes/asgi.py, WEB_WORKERS={effective.web_workers}, "
                 f"WEB_THREADS={effective.web_threads}; wrk -t{WRK_THREADS}")
     print(f"# intake bench — {settings}; database={args.db}; {args.seconds}s per run; "
           f"{os.cpu_count()} cores", flush=True)
 
     connections = [int(c) for c in args.connections.split(",")]
     results: list[tuple[str, Result, Result, int]] = []
-    bare = Gunicorn("bench.bare_app:create_app()", env, work / "bare.log")
-    bridge = Gunicorn("bot.app:create_app()", env, work / "bridge.log")
+    bare = Gunicorn("bench.bare_app:create_asgi_app()", env, work / "bare.log")
+    bridge = Gunicorn(APP, env, work / "bridge.log")
     try:
         for mode in args.modes.split(","):
             for c in connections:

@@ -1,4 +1,4 @@
-"""The Flask app factory (what gunicorn serves: `bot.app:create_app()`)."""
+"""The Flask app factory (what the web process serves, behind `bot.processes.asgi`)."""
 
 from __future__ import annotations
 

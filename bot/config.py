@@ -55,7 +55,10 @@ class Settings(BaseSettings):
     event_lease_seconds: int = 600  # a receipt claimed longer than this is considered abandoned
     sweep_interval_seconds: int = 60
     web_workers: int = 4  # gunicorn processes
-    web_threads: int = 32  # gunicorn gthread threads per process
+    web_threads: int = 32  # threads per web process that run the Flask app (bot/processes/asgi.py)
+    # A request body not received whole within this many seconds is answered 408: a slow
+    # client must not hold a connection (or, before, a thread) for long (issue 15).
+    web_body_timeout_seconds: float = Field(default=10.0, gt=0)
     workers: int = 2
 
     # Feishu calls: retries after a throttle (99991400, IM's 230020/11232), a server error, a

@@ -16,6 +16,7 @@ from bot.config import Settings
 from bot.db import make_engine
 from bot.migrate import DatabaseNotReady, downgrade, status
 from bot.migrations import ALL_REVISIONS, HEAD
+from bot.processes.web import gunicorn_argv
 
 
 def _env(tmp_path, **extra):
@@ -118,8 +119,7 @@ def test_web_refuses_a_database_that_is_behind(tmp_path):
     downgrade(engine, "-1")
     engine.dispose()
     env = _env(tmp_path) | {"PATH": "/usr/bin:/bin", "PORT": "0"}
-    done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "python:bot.processes.gunicorn_conf",
-                           "bot.app:create_app()"], cwd=tmp_path, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, *gunicorn_argv()], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr

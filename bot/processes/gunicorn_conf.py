@@ -21,10 +21,11 @@ Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{_settings.port}"
 workers = _settings.web_workers
-# Webhook requests mostly wait on the intake recorder's batch; more threads mean bigger
-# batches (bench/intake.py measured 32 well ahead of 8 on 2 cores).
-threads = _settings.web_threads
-worker_class = "gthread"
+# asyncio reads requests (a slow client costs a coroutine, not a thread) and WEB_THREADS threads
+# per process run Flask (bot/processes/asgi.py). Webhook requests mostly wait on the intake
+# recorder's batch; more threads mean bigger batches (bench/intake.py: 32 well ahead of 8).
+worker_class = "asgi"
+worker_connections = 1000  # open connections per process, slow ones included
 timeout = 30
 graceful_timeout = 10
 keepalive = 5

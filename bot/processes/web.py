@@ -1,5 +1,6 @@
 """How the web process is started: gunicorn with `gunicorn_conf.py` (beside this module) serving
-the app factory — for `feishu-bridge web`, `up` and the Procfile alike."""
+the Flask app behind `asgi.py`'s whole-body front — for `feishu-bridge web`, `up` and the
+Procfile alike."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 
 GUNICORN_CONFIG = "python:bot.processes.gunicorn_conf"
-APP = "bot.app:create_app()"
+APP = "bot.processes.asgi:create_asgi_app()"
 
 
 def gunicorn_argv() -> list[str]:
