@@ -269,6 +269,63 @@ def test_api_bearer_failures_are_throttled_per_client(app, services):
     assert client.get("/api/v1/cache", headers=right).status_code == 200
 
 
+@pytest.fixture
+def rotated(services: Services) -> Iterator:
+    """What the operator gets after rotating a leaked ADMIN_TOKEN: a new web app with another
+    token, over the same Redis (and database)."""
+    from pydantic import SecretStr
+
+    from bot.app import create_app
+
+    built = build_services(services.settings.model_copy(
+        update={"admin_token": SecretStr("rotated-admin-token-0002-0123456789abcdef")}))
+    application = create_app(services=built)
+    application.config["TESTING"] = True
+    yield application
+    built.close()
+
+
+def test_rotating_the_admin_token_ends_every_session_and_one_time_link(app, services, rotated, sandbox):
+    """Whatever the leaked token opened — a session, a one-time link minted through it, an OAuth
+    login it started — stops working once the token is rotated. (`auth login`'s links take access
+    to the host, not the token: they are unaffected.)"""
+    from bot.tokens.login import login_link
+
+    admin = app.test_client()
+    logged_in = _login(admin, services.settings)
+    assert admin.get("/dashboard/panels").status_code == 200
+    started = admin.get("/oauth/login")  # an OAuth login the session started, approved at Feishu
+    approved = httpx.get(started.headers["Location"], follow_redirects=False)
+    callback = "/oauth/callback" + approved.headers["location"].split("/oauth/callback", 1)[1]
+    hopper = app.test_client()  # a one-time link the session minted (the host-name hop)
+    hopper.post("/login", data={"token": _token(services.settings)}, base_url="http://127.0.0.1",
+                headers={"Origin": "http://127.0.0.1"})
+    hop = hopper.get("/oauth/login", base_url="http://127.0.0.1").headers["Location"]
+    host_link = login_link(services).split("localhost:8000", 1)[1]
+
+    stolen = rotated.test_client()
+    for name, value in {**_cookie_values(logged_in), **_cookie_values(started)}.items():
+        stolen.set_cookie(name, value)
+    page = stolen.get("/")
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login")
+    assert stolen.get("/dashboard/panels").status_code == 401
+    assert stolen.get("/", headers={"Accept": "application/json"}).status_code == 401
+    assert "/login" in stolen.get("/rq/").headers["Location"]
+    assert "/login" in stolen.get("/oauth/login").headers["Location"]
+    old = {"Authorization": f"Bearer {_token(services.settings)}"}
+    assert stolen.get("/api/v1/cache", headers=old).status_code == 401
+    assert rotated.test_client().get(hop.split("localhost:8000", 1)[1]).status_code == 401
+    refused = stolen.get(callback)
+    assert refused.status_code == 400 and "before ADMIN_TOKEN changed" in refused.get_data(as_text=True)
+    with services.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(OAuthToken)) == 0
+
+    assert "/authorize" in rotated.test_client().get(host_link).headers["Location"]
+    fresh = rotated.test_client()  # the new token works
+    assert _login(fresh, rotated.extensions["feishu_bridge"].settings).status_code == 302
+    assert fresh.get("/dashboard/panels").status_code == 200
+
+
 # -- 6. CSRF on /rq -----------------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ asked for it, then the callback's exchange.
 Who may start a login: the web app decides (an admin session, or a one-time ticket from
 `login_link`, printed by `feishu-bridge auth login`). The state stores a hash of the starting
 browser's binding, and the callback must present the same binding: a state (or a code) that
-leaks to another browser cannot complete the grant there.
+leaks to another browser cannot complete the grant there. States, and the tickets the web app
+mints for an admin session, also remember which ADMIN_TOKEN was in force, so rotating a leaked
+token voids them, as it does the sessions; `auth login`'s tickets take host access, not the token.
 """
 
 from __future__ import annotations
@@ -37,18 +39,35 @@ def _binding_hash(binding: str) -> str:
     return hashlib.sha256(b"fb-oauth-binding:" + binding.encode()).hexdigest()
 
 
-def login_link(services: Services) -> str:
+def _admin_mark(services: Services, secret: str) -> str:
+    """The ADMIN_TOKEN in force, as an HMAC keyed by a secret Redis does not hold (the ticket, the
+    browser's binding): no token oracle in Redis."""
+    token = services.settings.admin_token.get_secret_value()
+    return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+HOST_TICKET = "host"  # a ticket `auth login` issued: bound to no ADMIN_TOKEN
+
+
+def login_link(services: Services, *, admin_session: bool = False) -> str:
     """A one-time link to the web app's /oauth/login, valid for ten minutes: how `auth login`
-    lets a user start a login without the dashboard's admin session."""
+    lets a user start a login without the dashboard's admin session. One the web app mints for
+    an admin session (`admin_session`) dies with that session's ADMIN_TOKEN."""
     ticket = secrets.token_urlsafe(24)
-    services.redis.set(_ticket_key(ticket), "1", ex=STATE_TTL_SECONDS)
+    mark = _admin_mark(services, ticket) if admin_session else HOST_TICKET
+    services.redis.set(_ticket_key(ticket), mark, ex=STATE_TTL_SECONDS)
     base = services.settings.effective_redirect_url.rsplit("/oauth/", 1)[0]
     return f"{base}/oauth/login?ticket={ticket}"
 
 
 def use_ticket(services: Services, ticket: str) -> bool:
-    """True (once) for a ticket `login_link` issued and that has not expired."""
-    return bool(ticket) and len(ticket) < 100 and services.redis.getdel(_ticket_key(ticket)) is not None
+    """True (once) for a ticket `login_link` issued that has not expired (nor, if an admin session
+    asked for it, outlived its ADMIN_TOKEN)."""
+    if not ticket or len(ticket) >= 100:
+        return False
+    stored = services.redis.getdel(_ticket_key(ticket))
+    return stored is not None and (stored == HOST_TICKET.encode()
+                                   or hmac.compare_digest(stored, _admin_mark(services, ticket).encode()))
 
 
 def start_login(services: Services, binding: str) -> str:
@@ -56,7 +75,8 @@ def start_login(services: Services, binding: str) -> str:
     callback that presents the same `binding` (a secret the starting browser holds)."""
     settings = services.settings
     state = secrets.token_urlsafe(24)
-    services.redis.set(_state_key(state), _binding_hash(binding), ex=STATE_TTL_SECONDS)
+    bound = f"{_binding_hash(binding)} {_admin_mark(services, binding)}"
+    services.redis.set(_state_key(state), bound, ex=STATE_TTL_SECONDS)
     return authorize_url(settings.effective_accounts_url, settings.feishu_app_id,
                          settings.effective_redirect_url, settings.oauth_scopes, state)
 
@@ -68,10 +88,13 @@ def complete_login(services: Services, code: str, state: str, binding: str | Non
     stored = services.redis.getdel(_state_key(state))
     if stored is None:
         raise LoginError("unknown or expired login state; start again with `feishu-bridge auth login`")
-    expected = stored.decode() if isinstance(stored, bytes) else str(stored)
+    expected, _, mark = (stored.decode() if isinstance(stored, bytes) else str(stored)).partition(" ")
     if not binding or not hmac.compare_digest(expected, _binding_hash(binding)):
         raise LoginError("this login was started in another browser; start again from the dashboard "
                          "or with `feishu-bridge auth login`")
+    if not hmac.compare_digest(mark, _admin_mark(services, binding)):
+        raise LoginError("this login was started before ADMIN_TOKEN changed; start again from the "
+                         "dashboard or with `feishu-bridge auth login`")
     settings = services.settings
     status, payload = services.feishu.post_oauth_token(code_grant_body(
         settings.feishu_app_id, settings.feishu_app_secret.get_secret_value(), code,

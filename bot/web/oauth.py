@@ -53,15 +53,16 @@ def login():
             return refusal
         if not use_ticket(services, ticket):
             record_failure("oauth-ticket")
-            return _page("链接已失效", "This login link is unknown, used or expired: run "
-                         "`feishu-bridge auth login` again, or log in to the dashboard first.", 401)
+            return _page("链接已失效", "This login link is unknown, used, expired or older than "
+                         "ADMIN_TOKEN: run `feishu-bridge auth login` again, or log in to the dashboard "
+                         "first.", 401)
     elif not logged_in():
         return redirect(url_for("dashboard.login", next="/oauth/login"))
     callback_host = urlsplit(services.settings.effective_redirect_url).hostname
     if not ticket and urlsplit("//" + request.host).hostname != callback_host:
         # Cookies follow host names: the binding must be set on the callback's host (e.g. the
         # admin opened 127.0.0.1, the callback is localhost). Hop there, once, with a ticket.
-        return redirect(login_link(services), code=302)
+        return redirect(login_link(services, admin_session=True), code=302)
     binding = secrets.token_urlsafe(32)
     answer = redirect(start_login(services, binding), code=302)
     answer.set_cookie(BINDING_COOKIE, binding, max_age=STATE_TTL_SECONDS, path="/oauth", httponly=True,
