@@ -156,6 +156,7 @@ class CacheSource(Base):
         CheckConstraint("kind IN ('bitable', 'sheet', 'doc', 'wiki', 'wiki-space')",
                         name="ck_cache_sources_kind"),
         CheckConstraint("status IN ('never', 'running', 'ok', 'failed')", name="ck_cache_sources_status"),
+        CheckConstraint("visibility IN ('allowed', 'owner', 'chats')", name="ck_cache_sources_visibility"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -176,6 +177,9 @@ class CacheSource(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     events_error: Mapped[str | None] = mapped_column(Text)
+    # who may read it in chat (bot/caches/visibility.py): allowed, owner or chats
+    visibility: Mapped[str] = mapped_column(String(16), server_default=text("'allowed'"))
+    visible_chats: Mapped[str | None] = mapped_column(Text)  # JSON list of chat ids, for 'chats'
 
 
 class CacheTable(Base):

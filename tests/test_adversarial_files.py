@@ -75,6 +75,7 @@ def _assert_csv_neutral(cells: list[str]) -> None:
 def poisoned(services):
     """A cached table named `人力/盘点` (30 rows: a chat reply is a file), six names poisoned."""
     services.settings.chat_admins = [DEFAULT_USER_OPEN_ID]
+    services.settings.chat_allowed_chats = [CHAT]  # a group: an app-token source is read in allowed chats
     source = store.add_source(services.engine, "quality", QUALITY_NODE, parse_source(QUALITY_NODE), 3600)
     fields = [{"field_id": "fldName", "field_name": "姓名", "type": 1, "is_primary": True},
               {"field_id": "fldLevel", "field_name": "职级", "type": 2}]

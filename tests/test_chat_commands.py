@@ -15,6 +15,7 @@ from sqlalchemy import select
 from bot.caches import store
 from bot.caches.sources import parse_source
 from bot.caches.sync import sync_source
+from bot.caches.visibility import parse_visibility
 from bot.models import ChatCommand
 from handlers.messages import on_message_receive
 from sandbox.seed import DEPARTMENTS, PEOPLE_COUNT, QUALITY_NODE
@@ -27,6 +28,8 @@ CHAT = "oc_ops_chat"
 
 @pytest.fixture
 def bot(services, sandbox):
+    """`quality` is read with the admin's user token and opened to the ops chat (a user-token
+    source is otherwise readable only in private chat: tests/test_adversarial_visibility.py)."""
     services.settings.chat_admins = [DEFAULT_USER_OPEN_ID]
     authorize(services)
     store.add_source(
@@ -36,6 +39,7 @@ def bot(services, sandbox):
         parse_source(QUALITY_NODE),
         3600,
         as_user=DEFAULT_USER_OPEN_ID,
+        visibility=parse_visibility("chats", CHAT, DEFAULT_USER_OPEN_ID),
     )
     sync_source(services, "quality")
     return services, sandbox

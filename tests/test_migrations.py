@@ -264,6 +264,38 @@ def test_upgrade_twice_changes_nothing_and_one_step_round_trips(database_url):
         engine.dispose()
 
 
+def test_0005_gives_user_token_sources_to_their_owner(database_url):
+    """Issue 15 item 11: a source read with a user's token becomes `owner` (its owner and the
+    admins, in private chat), the others `allowed`; every row and child row stays, the new check
+    holds, and a step back drops only the new columns."""
+    from sqlalchemy.exc import IntegrityError
+
+    engine = _engine(database_url)
+    try:
+        migrate.upgrade(engine, target="0004_coze_key_change_order")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO cache_sources (id, name, kind, token, as_user) VALUES "
+                              "(1, 'shared', 'bitable', 'bascn1', NULL), "
+                              "(2, 'private', 'bitable', 'bascn2', 'ou_owner')"))
+            conn.execute(text("INSERT INTO cache_tables (source_id, table_id, name) VALUES "
+                              "(1, 'tbl1', 'a'), (2, 'tbl2', 'b')"))
+        before, columns = _dump(engine), _columns(engine)
+
+        assert migrate.upgrade(engine).after == "0005_source_visibility" == HEAD
+        assert _dump(engine, columns) == before
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT name, visibility, visible_chats FROM cache_sources ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [("shared", "allowed", None), ("private", "owner", None)]
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text("UPDATE cache_sources SET visibility = 'everyone' WHERE id = 1"))
+
+        migrate.downgrade(engine, "-1")
+        assert _dump(engine) == before
+    finally:
+        engine.dispose()
+
+
 # -- batch mode: a revision that copies tables keeps triggers and child rows ----------------
 
 BATCH_REVISION = textwrap.dedent('''

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from bot.caches import values
 from bot.caches.fetch import TableData
 from bot.caches.sources import SourceError, SourceRef, events_status
+from bot.caches.visibility import Visibility, parse_visibility, stored
 from bot.models import (
     CacheDocument,
     CacheField,
@@ -27,13 +28,16 @@ INSERT_CHUNK = 2000
 
 
 def add_source(engine: Engine, name: str, given: str, ref: SourceRef, interval_seconds: int,
-               as_user: str | None = None) -> CacheSource:
+               as_user: str | None = None, visibility: Visibility | None = None) -> CacheSource:
+    """`visibility` defaults to `owner` for a source read as a user, else `allowed`."""
+    shown = visibility or parse_visibility(None, None, as_user)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         if session.scalar(select(CacheSource.id).where(CacheSource.name == name)) is not None:
             raise SourceError(f"a source named {name!r} exists; remove it first or pick another name")
         wiki = ref.kind in ("wiki", "wiki-space")  # resolved to the document on the first sync
         source = CacheSource(name=name, kind=ref.kind, token=given, interval_seconds=interval_seconds,
-                             as_user=as_user, status="never",
+                             as_user=as_user, status="never", visibility=shown.kind,
+                             visible_chats=shown.stored_chats,
                              obj_token=None if wiki else ref.token,
                              obj_type=None if wiki else {"doc": "docx"}.get(ref.kind, ref.kind))
         session.add(source)
@@ -45,6 +49,16 @@ def get_source(engine: Engine, name: str) -> CacheSource:
         source = session.scalar(select(CacheSource).where(CacheSource.name == name))
     if source is None:
         raise SourceError(f"no source named {name!r} (see `feishu-bridge sources list`)")
+    return source
+
+
+def set_visibility(engine: Engine, name: str, kind: str, chats: str | None = None) -> CacheSource:
+    """Who may read the source in chat from now on (checked against its reader: `owner` needs
+    an `--as-user` source); VisibilityError says what is wrong."""
+    source = get_source(engine, name)
+    shown = parse_visibility(kind, chats, source.as_user)
+    update_source(engine, source.id, visibility=shown.kind, visible_chats=shown.stored_chats)
+    source.visibility, source.visible_chats = shown.kind, shown.stored_chats
     return source
 
 
@@ -144,6 +158,7 @@ def summary(engine: Engine) -> list[dict]:
         stale = None if s.last_success_at is None else int((now - s.last_success_at).total_seconds())
         out.append({
             "source": s.name, "kind": s.kind, "title": s.title, "status": s.status,
+            "visibility": s.visibility, "visible_chats": list(stored(s.visibility, s.visible_chats).chats),
             "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
             "age_seconds": stale, "stale": stale is None or stale > s.interval_seconds,
             "interval_seconds": s.interval_seconds, "last_error": s.last_error,

@@ -18,6 +18,7 @@ from bot.caches.query import QueryError
 from bot.caches.schedule import enqueue_cache_sync
 from bot.caches.sources import SourceError
 from bot.chat import live
+from bot.chat.access import Origin, readable, require_readable
 from bot.chat.cards import notice_card
 from bot.chat.parser import Command, UsageError, help_text
 from bot.chat.schedule import refresh_soon
@@ -37,31 +38,41 @@ from bot.services import Services
 
 INLINE_ROWS = 20  # more rows than this come back as an xlsx file
 
-Action = Callable[[Services, Command, str, str], str | None]  # (services, command, message id, chat id)
+Action = Callable[[Services, Command, str, Origin], str | None]  # (services, command, message id, origin)
 
 
-def help_(services: Services, command: Command, message_id: str, chat_id: str) -> None:
+def help_(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     reply_text(services.feishu, message_id, help_text())
 
 
-def ping(services: Services, command: Command, message_id: str, chat_id: str) -> None:
+def ping(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     reply_text(services.feishu, message_id, "pong")
 
 
-def status(services: Services, command: Command, message_id: str, chat_id: str) -> None:
-    reply_text(services.feishu, message_id, status_text(overview(services)))
+def status(services: Services, command: Command, message_id: str, origin: Origin) -> None:
+    snapshot = overview(services)
+    shown = {s.name for s in readable(services, store.list_sources(services.engine), origin)}
+    snapshot["caches"] = [c for c in snapshot["caches"] if c["source"] in shown]
+    reply_text(services.feishu, message_id, status_text(snapshot))
 
 
-def auth_status(services: Services, command: Command, message_id: str, chat_id: str) -> None:
+def auth_status(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     reply_text(services.feishu, message_id, auth_text(overview(services)["tokens"]))
 
 
-def sync(services: Services, command: Command, message_id: str, chat_id: str) -> str:
-    names = [s.name for s in store.list_sources(services.engine)]
-    if not names:
+def sync(services: Services, command: Command, message_id: str, origin: Origin) -> str:
+    """Only sources this chat may read are named or synced here."""
+    sources = store.list_sources(services.engine)
+    if not sources:
         raise UsageError("还没有数据源。请先在服务器上运行 feishu-bridge sources add。")
-    if command.args and command.args[0] not in names:
-        raise UsageError(f"未知数据源 {command.args[0]!r}。可用的数据源：{', '.join(names)}")
+    names = [s.name for s in readable(services, sources, origin)]
+    if command.args:
+        wanted = next((s for s in sources if s.name == command.args[0]), None)
+        if wanted is None:
+            raise UsageError(f"未知数据源 {command.args[0]!r}。可用的数据源：{', '.join(names) or '（无）'}")
+        require_readable(services, wanted, origin)
+    elif not names:
+        raise UsageError("此会话中没有可查看的数据源。")
     chosen = list(command.args) or names
     for name in chosen:
         enqueue_cache_sync(services, name, force=command.force)
@@ -73,11 +84,12 @@ def sync(services: Services, command: Command, message_id: str, chat_id: str) ->
     return ", ".join(chosen)
 
 
-def cache(services: Services, command: Command, message_id: str, chat_id: str) -> str:
+def cache(services: Services, command: Command, message_id: str, origin: Origin) -> str:
     """Small results inline; more than INLINE_ROWS rows come back as an xlsx file."""
     source, table = command.args
     where = [f"{k}={v}" for k, v in command.filters.items()]
     try:
+        require_readable(services, store.get_source(services.engine, source), origin)
         found = query_table(services.engine, source, table, where)
     except SourceError as exc:
         raise UsageError(f"找不到缓存表：{exc}") from None
@@ -100,7 +112,7 @@ def cache(services: Services, command: Command, message_id: str, chat_id: str) -
     return f"{len(rows)} rows as xlsx"
 
 
-def export_start(services: Services, command: Command, message_id: str, chat_id: str) -> str:
+def export_start(services: Services, command: Command, message_id: str, origin: Origin) -> str:
     try:
         load(services.engine, services.secret_box)
     except NoExportAuth:
@@ -116,11 +128,11 @@ def export_start(services: Services, command: Command, message_id: str, chat_id:
         active = runner.active_run_id(services.engine)
         raise UsageError(f"已有进行中的导出（第 {active} 次）。发送 /export status 查看进度。") from None
     schedule_plan(services, run_id)
-    answer_with_card(services, message_id, chat_id, live.EXPORT, run_id)
+    answer_with_card(services, message_id, origin.chat_id, live.EXPORT, run_id)
     return f"run {run_id}"
 
 
-def export_status(services: Services, command: Command, message_id: str, chat_id: str) -> None:
+def export_status(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     run_id = runner.active_run_id(services.engine) or runner.latest_run_id(services.engine)
     if run_id is None:
         text = "还没有导出任务。发送 /export start 2022-01-01 2022-03-31 开始。"
@@ -129,7 +141,7 @@ def export_status(services: Services, command: Command, message_id: str, chat_id
     reply_text(services.feishu, message_id, text)
 
 
-def export_retry(services: Services, command: Command, message_id: str, chat_id: str) -> None:
+def export_retry(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     run_id = runner.active_run_id(services.engine) or runner.latest_run_id(services.engine)
     if run_id is None:
         raise UsageError("还没有导出任务可以重试。")
@@ -150,11 +162,11 @@ def export_retry(services: Services, command: Command, message_id: str, chat_id:
     reply_text(services.feishu, message_id, text)
 
 
-def coze_list(services: Services, command: Command, message_id: str, chat_id: str) -> None:
+def coze_list(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     reply_text(services.feishu, message_id, coze_list_text(overview(services)["coze"]["templates"]))
 
 
-def coze_sync(services: Services, command: Command, message_id: str, chat_id: str) -> str:
+def coze_sync(services: Services, command: Command, message_id: str, origin: Origin) -> str:
     wanted = command.args[0]
     with services.sessions() as session:
         found = session.scalars(
@@ -166,7 +178,7 @@ def coze_sync(services: Services, command: Command, message_id: str, chat_id: st
         sync = start_manual_sync(services, found[0].uuid, 100, None)
     except SpecError as exc:
         raise UsageError(str(exc)) from None
-    answer_with_card(services, message_id, chat_id, live.COZE_SYNC, sync.id)
+    answer_with_card(services, message_id, origin.chat_id, live.COZE_SYNC, sync.id)
     return f"manual sync {sync.id}"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.chat.access import REFUSAL, REFUSED_DETAIL, allowed, record_once, set_outcome
+from bot.chat.access import REFUSAL, REFUSED_DETAIL, Origin, Refused, allowed, record_once, set_outcome
 from bot.chat.actions import ACTIONS
 from bot.chat.parser import Command, UsageError, parse, text_of_message
 from bot.im import reply_text
@@ -25,6 +25,7 @@ def on_text(services: Services, event: dict[str, Any]) -> str:
     sender = ((event.get("sender") or {}).get("sender_id") or {}).get("open_id", "")
     text = text_of_message(message.get("content"))
     message_id, chat_id = message.get("message_id", ""), message.get("chat_id", "")
+    origin = Origin(chat_id, str(message.get("chat_type") or ""), sender)  # no type: treated as a group
     try:
         command = parse(text)
     except UsageError as exc:
@@ -46,7 +47,11 @@ def on_text(services: Services, event: dict[str, Any]) -> str:
         return "usage error replied"
     assert command is not None
     try:
-        detail = execute(services, command, message_id, chat_id)
+        detail = execute(services, command, message_id, origin)
+    except Refused as exc:  # e.g. a cached source this chat may not read
+        reply_text(services.feishu, message_id, exc.reply)
+        set_outcome(services, message_id, command.label, "refused", exc.detail)
+        return "refused"
     except UsageError as exc:
         reply_text(services.feishu, message_id, str(exc))
         set_outcome(services, message_id, command.label, "usage", str(exc))
@@ -70,7 +75,7 @@ def tell_failure(services: Services, message_id: str, label: str, exc: Exception
         log.warning("could not tell the user a command failed", exc_info=True)
 
 
-def execute(services: Services, command: Command, message_id: str, chat_id: str) -> str | None:
+def execute(services: Services, command: Command, message_id: str, origin: Origin) -> str | None:
     """Run a parsed, allowed command; the detail for its audit row."""
     action = ACTIONS[(command.name, command.action)]
-    return action(services, command, message_id, chat_id)
+    return action(services, command, message_id, origin)

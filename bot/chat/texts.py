@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.caches.visibility import Visibility
 from bot.export.progress import Progress
 
 EXPORT_STATES = {"running": "进行中", "paused": "已暂停", "done": "已完成", "cancelled": "已取消"}
@@ -94,3 +95,18 @@ def coze_list_text(templates: list[dict[str, Any]]) -> str:
             f"死信 {t['dead']}｜{t['uuid']}"
         )
     return "\n".join(lines)
+
+
+def not_visible_text(source: str, visibility: Visibility, chat_id: str) -> str:
+    """The refusal of a cached source this chat may not read: who may, and what an admin runs to
+    open it to this chat (the `chats` list it already has, plus this one)."""
+    who = {
+        "allowed": "CHAT_ALLOWED_CHATS 中的会话，以及管理员与机器人的私聊",
+        "owner": "其用户令牌的所有者和管理员，且仅限与机器人的私聊",
+    }.get(visibility.kind) or f"会话 {', '.join(visibility.chats) or '（无）'}，以及管理员与机器人的私聊"
+    chats = ",".join(dict.fromkeys([*visibility.chats, chat_id]))
+    return (
+        f"数据源 {source} 不能在此会话中查看。可以查看它的是：{who}。"
+        "如需开放给此会话，请管理员在服务器上运行："
+        f"feishu-bridge sources visibility {source} chats --chats {chats}"
+    )

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from bot.caches.visibility import KINDS as VISIBILITIES
 from bot.cli.common import open_engine, open_services, table_console
 
 # -- caches --------------------------------------------------------------------------------
@@ -28,22 +29,50 @@ def sources() -> None:
                    "node and every document under it.")
 @click.option("--interval", default="1h", show_default=True, help="How often to sync: 30m, 1h, 2d, …")
 @click.option("--as-user", default=None, help="Read as this authorised user (open_id) instead of the app.")
+@click.option("--visibility", type=click.Choice(VISIBILITIES), default=None,
+              help="Who may read it in chat: allowed (CHAT_ALLOWED_CHATS; the default without --as-user), "
+                   "owner (the --as-user user and admins, private chat only; the default with it), "
+                   "chats (the --chats listed). Admins may always read it in their private chat.")
+@click.option("--chats", default=None, help="For --visibility chats: chat ids, comma-separated (oc_…,oc_…).")
 @click.pass_context
 def sources_add(ctx: click.Context, url_or_token: str, name: str, kind: str | None, interval: str,
-                as_user: str | None) -> None:
+                as_user: str | None, visibility: str | None, chats: str | None) -> None:
     """Declare a source: a Feishu URL (…/base/…, …/wiki/…) or a token."""
     from bot.caches import store
     from bot.caches.sources import SourceError, check_name, parse_interval, parse_source
+    from bot.caches.visibility import describe, parse_visibility
 
     try:
         ref = parse_source(url_or_token, kind)
         seconds = parse_interval(interval)
+        shown = parse_visibility(visibility, chats, as_user)
         with open_services(ctx) as services:
-            store.add_source(services.engine, check_name(name), url_or_token, ref, seconds, as_user)
+            store.add_source(services.engine, check_name(name), url_or_token, ref, seconds, as_user, shown)
     except SourceError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"Added {name} ({ref.kind}, every {seconds // 60} min). "
+    click.echo(f"Added {name} ({ref.kind}, every {seconds // 60} min; in chat: {describe(shown, as_user)}). "
                f"Run `feishu-bridge sync {name} --once`.")
+
+
+@sources.command("visibility")
+@click.argument("name")
+@click.argument("visibility", type=click.Choice(VISIBILITIES))
+@click.option("--chats", default=None,
+              help="For `chats`: chat ids, comma-separated (oc_…,oc_…); replaces the list.")
+@click.pass_context
+def sources_visibility(ctx: click.Context, name: str, visibility: str, chats: str | None) -> None:
+    """Change who may read source NAME in chat: allowed, owner or chats (see `sources add --help`)."""
+    from bot.caches import store
+    from bot.caches.sources import SourceError
+    from bot.caches.visibility import describe, stored
+
+    with open_engine(ctx) as engine:
+        try:
+            source = store.set_visibility(engine, name, visibility, chats)
+        except SourceError as exc:
+            raise click.ClickException(str(exc)) from exc
+    shown = stored(source.visibility, source.visible_chats)
+    click.echo(f"{name} in chat: {describe(shown, source.as_user)}.")
 
 
 @sources.command("list")
@@ -53,21 +82,26 @@ def sources_list(ctx: click.Context, as_json: bool) -> None:
     """Declared sources and how their last sync went."""
     from bot.caches import store
     from bot.caches.sources import events_status
+    from bot.caches.visibility import describe, stored
 
     with open_engine(ctx) as engine:
+        found = [(s, stored(s.visibility, s.visible_chats)) for s in store.list_sources(engine)]
         rows = [{"name": s.name, "kind": s.kind, "token": s.token, "obj_type": s.obj_type, "title": s.title,
                  "interval_seconds": s.interval_seconds, "as_user": s.as_user, "status": s.status,
+                 "visibility": shown.kind, "visible_chats": list(shown.chats),
+                 "in_chat": describe(shown, s.as_user),
                  "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None,
                  "last_error": s.last_error,
                  "events": events_status(s.obj_type, s.subscribed_at is not None, s.events_error,
-                                         s.interval_seconds)} for s in store.list_sources(engine)]
+                                         s.interval_seconds)} for s, shown in found]
     if as_json:
         click.echo(json.dumps({"sources": rows}, ensure_ascii=False, indent=2))
         return
-    table = Table("name", "kind", "title", "every", "status", "last success (UTC)", "updates", "error")
+    table = Table("name", "kind", "title", "every", "in chat", "status", "last success (UTC)", "updates",
+                  "error")
     for r in rows:
         table.add_row(r["name"], r["obj_type"] or r["kind"], r["title"] or "",
-                      f"{r['interval_seconds'] // 60} min", r["status"],
+                      f"{r['interval_seconds'] // 60} min", r["in_chat"], r["status"],
                       (r["last_success_at"] or "never")[:19], r["events"] or "", (r["last_error"] or "")[:50])
     table_console().print(table)
 
