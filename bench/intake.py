@@ -206,6 +206,9 @@ def main() -> None:
     parser.add_argument("--connections", default="50,200")
     parser.add_argument("--events", type=int, default=40000, help="unique events per bridge run")
     parser.add_argument("--modes", default="closed,paced")
+    parser.add_argument("--thread-worker", action="store_true",
+                        help="also measure the bridge under gunicorn's thread worker (the web process "
+                             "before issue 15), side by side")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating bare/bridge rounds per load; the table shows medians")
     args = parser.parse_args()
@@ -240,15 +243,20 @@ def main() -> None:
           f"{os.cpu_count()} cores", flush=True)
 
     connections = [int(c) for c in args.connections.split(",")]
-    results: list[tuple[str, Result, Result, int]] = []
+    results: list[tuple[str, Result, Result, int, Result | None]] = []
     bare = Gunicorn("bench.bare_app:create_asgi_app()", env, work / "bare.log")
     bridge = Gunicorn(APP, env, work / "bridge.log")
+    threads = None
+    if args.thread_worker:
+        threads = Gunicorn("bot.app:create_app()", env, work / "threads.log",
+                           ("-k", "gthread", "--threads", str(effective.web_threads)))
     try:
         for mode in args.modes.split(","):
             for c in connections:
                 delay_ms = 0 if mode == "closed" else max(1, int(1000 * c / args.paced_rate))
                 ceilings: list[Result] = []
                 ours: list[Result] = []
+                theirs: list[Result] = []
                 recorded = 0
                 for round_no in range(args.rounds):
                     data = work / f"events-{mode}-{c}-{round_no}.lua"
@@ -265,13 +273,20 @@ def main() -> None:
                         (ceilings if which == "bare" else ours).append(result)
                     time.sleep(1)
                     recorded += count_receipts(database_url) - before
+                    if threads:  # its own events: the bridge's would all be duplicates here
+                        write_events(data, args.events, f"threads{mode}{c}r{round_no}")
+                        theirs.append(run_wrk(wrk, threads.url, script, c, args.seconds, "threads"))
                     if ours[-1].requests > args.events:
                         print(f"warning: {ours[-1].requests} requests > {args.events} unique events; "
                               "raise --events", file=sys.stderr)
                     print(f"  {mode} c={c} round {round_no + 1}: bare {ceilings[-1].rps:.0f} req/s, "
                           f"bridge {ours[-1].rps:.0f} req/s", flush=True)
                 ceiling, mine = Result.median(ceilings), Result.median(ours)
-                results.append((mode, ceiling, mine, recorded))
+                other = Result.median(theirs) if theirs else None
+                results.append((mode, ceiling, mine, recorded, other))
+                if other:
+                    print(f"{mode:6} c={c:<4} bridge under the thread worker {other.rps:8.0f} req/s "
+                          f"p50 {other.p50_ms:6.1f} ms p99 {other.p99_ms:6.1f} ms", flush=True)
                 print(f"{mode:6} c={c:<4} bare {ceiling.rps:8.0f} req/s p50 {ceiling.p50_ms:6.1f} ms "
                       f"p99 {ceiling.p99_ms:6.1f} ms | bridge {mine.rps:8.0f} req/s "
                       f"p50 {mine.p50_ms:6.1f} ms p99 {mine.p99_ms:6.1f} ms | "
@@ -281,6 +296,8 @@ def main() -> None:
     finally:
         bare.stop()
         bridge.stop()
+        if threads:
+            threads.stop()
         redis.stop()
         if postgres:
             postgres.stop()
@@ -289,10 +306,17 @@ def main() -> None:
     print("| load | conns | bare req/s | bare p50 / p99 ms | bridge req/s | bridge p50 / p99 ms "
           "| throughput ratio | bridge non-2xx | bridge requests / receipts recorded |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for mode, ceiling, ours, recorded in results:
+    for mode, ceiling, ours, recorded, _ in results:
         print(f"| {mode} | {ours.connections} | {ceiling.rps:.0f} | {ceiling.p50_ms:.1f} / "
               f"{ceiling.p99_ms:.1f} | {ours.rps:.0f} | {ours.p50_ms:.1f} / {ours.p99_ms:.1f} | "
               f"{ours.rps / ceiling.rps:.2f} | {ours.non_2xx} | {ours.total_requests} / {recorded} |")
+    if args.thread_worker:
+        print("\n| load | conns | bridge req/s | bridge p50 / p99 ms | thread worker req/s "
+              "| thread worker p50 / p99 ms | bridge / thread worker |")
+        print("|---|---|---|---|---|---|---|")
+        for mode, _, ours, _, other in results:
+            print(f"| {mode} | {ours.connections} | {ours.rps:.0f} | {ours.p50_ms:.1f} / {ours.p99_ms:.1f} | "
+                  f"{other.rps:.0f} | {other.p50_ms:.1f} / {other.p99_ms:.1f} | {ours.rps / other.rps:.2f} |")
     shutil.rmtree(work, ignore_errors=True)
 
 

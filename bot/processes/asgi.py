@@ -5,19 +5,22 @@ Why: under gunicorn's thread workers a thread read the body, so 128 sockets each
 100 announced bytes held every thread and starved the webhook (issue 15). Under gunicorn's
 asyncio worker (`asgi`) a slow client costs a coroutine, not a thread; a body not received
 within WEB_BODY_TIMEOUT_SECONDS is answered 408 and its connection closed, and one announced
-beyond the app's MAX_CONTENT_LENGTH is answered 413 before it is read. a2wsgi then runs the
-Flask app on WEB_THREADS threads per process. A reverse proxy that buffers bodies is still
-the production topology (README, "Deployment"); this keeps a bare `up` standing without one.
+beyond the app's MAX_CONTENT_LENGTH is answered 413 before it is read. `FlaskOnThreads` then
+runs the Flask app on WEB_THREADS threads per process. A reverse proxy that buffers bodies is
+still the production topology (README, "Deployment"); this keeps a bare `up` standing without
+one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
 from flask import Flask
 
 from bot.config import Settings, load_settings
@@ -112,10 +115,96 @@ async def _answer(send: Send, status: int, reason: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+STREAM_CHUNK = 256 * 1024  # a response bigger than this (an export download) is sent in pieces
+
+
+class FlaskOnThreads:
+    """ASGI app running a WSGI app on a thread pool, with one hand-off per request.
+
+    Why not a2wsgi's WSGIMiddleware: it streams the body into the thread and hands every
+    response message back to the event loop separately; bench/intake.py measured that at less
+    than half the requests per second of gunicorn's thread worker. Here the body is already
+    whole (WholeBodies), and the thread returns the status, headers and first STREAM_CHUNK of
+    the body in one go; only a longer response goes back to a thread for more.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], threads: int) -> None:
+        self.app = app
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="web")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # no websockets here
+        message = await receive()
+        environ = build_environ(scope, io.BytesIO(message.get("body", b"")))  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        response = _Response(self.app, environ)
+        try:
+            body, more = await loop.run_in_executor(self.pool, response.start)
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": response.headers})
+            while more:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                body, more = await loop.run_in_executor(self.pool, response.read)
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            if not response.closed:
+                await loop.run_in_executor(self.pool, response.close)
+
+
+class _Response:
+    """One WSGI response, driven from a pool thread."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any]) -> None:
+        self.app, self.environ = app, environ
+        self.status, self.headers = 500, []
+        self.closed = False
+        self._written: list[bytes] = []
+
+    def start(self) -> tuple[bytes, bool]:
+        self._iterable = self.app(self.environ, self._start_response)
+        self._chunks = iter(self._iterable)
+        return self.read()
+
+    def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        self.status = int(status.split(" ", 1)[0])
+        self.headers = [(name.strip().lower().encode("latin1"), value.strip().encode("latin1"))
+                        for name, value in headers]
+        return self._written.append  # WSGI's legacy write(): kept in order with the iterable
+
+    def read(self) -> tuple[bytes, bool]:
+        """Up to about STREAM_CHUNK more bytes, and whether more may follow."""
+        parts, self._written = self._written, []
+        size = sum(map(len, parts))
+        for chunk in self._chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= STREAM_CHUNK:
+                return b"".join(parts), True
+        self.close()
+        return b"".join(parts + self._written), False
+
+    def close(self) -> None:
+        self.closed = True
+        close = getattr(getattr(self, "_iterable", None), "close", None)
+        if close is not None:
+            close()
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop: the Flask app was built before the worker served."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 def serve(flask_app: Flask, settings: Settings) -> ASGIApp:
     """A Flask app as the web process serves it (bench/bare_app.py's ceiling too)."""
-    wsgi = WSGIMiddleware(flask_app, workers=settings.web_threads)
-    return WholeBodies(wsgi, timeout=settings.web_body_timeout_seconds,
+    return WholeBodies(FlaskOnThreads(flask_app, settings.web_threads),
+                       timeout=settings.web_body_timeout_seconds,
                        max_bytes=flask_app.config["MAX_CONTENT_LENGTH"] or 1 << 20)
 
 
