@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS cache_sources (
     last_error       TEXT,
     subscribed_at    TIMESTAMP,              -- when the bitable was subscribed to change events
     events_error     TEXT,                   -- why change events do not flow (subscribe refused)
-    visibility       VARCHAR(16) NOT NULL DEFAULT 'allowed',  -- who may read it in chat: allowed, owner, chats
+    visibility       VARCHAR(16) NOT NULL DEFAULT 'chats',  -- who may read it in chat: allowed, owner, chats (none listed: admins' private chats)
     visible_chats    TEXT,                   -- JSON list of chat ids (visibility 'chats')
     CONSTRAINT uq_cache_sources_name UNIQUE (name),
     CONSTRAINT ck_cache_sources_kind CHECK (kind IN ('bitable', 'sheet', 'doc', 'wiki', 'wiki-space')),

@@ -127,6 +127,30 @@ def ensure_wrk() -> str:
     sys.exit("bench/intake.py needs wrk (apt-get install wrk)")
 
 
+def signed_event(sender: EventSender, run_tag: str, i: int) -> tuple[bytes, dict[str, str]]:
+    """The i-th of a run's unique message events, as Feishu delivers it (every other encrypted)."""
+    doc = sender.envelope("im.message.receive_v1", {
+        "sender": {"sender_id": {"open_id": f"ou_{i % 97}"}, "sender_type": "user"},
+        "message": {"message_id": f"om_{run_tag}_{i}", "chat_id": "oc_bench", "chat_type": "p2p",
+                    "message_type": "text", "content": json.dumps({"text": "hello"})},
+    }, event_id=f"{run_tag}-{i}")
+    return sender.wire(doc, encrypted=i % 2 == 0)
+
+
+def bridge_env(work: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment the bench's web processes run in: the sandbox app's secrets, its own
+    database, Redis, var/ and metrics directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEISHU_", "PROMETHEUS_", "WEB_"))}
+    env.update({
+        "FEISHU_APP_ID": SANDBOX_APP_ID, "FEISHU_APP_SECRET": SANDBOX_APP_SECRET,
+        "FEISHU_ENCRYPT_KEY": SANDBOX_ENCRYPT_KEY, "FEISHU_VERIFICATION_TOKEN": SANDBOX_VERIFICATION_TOKEN,
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "VAR_DIR": str(work / "var"),
+        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"), "LOG_LEVEL": "WARNING",
+    })
+    (work / "metrics").mkdir(exist_ok=True)
+    return env
+
+
 def write_events(path: Path, count: int, run_tag: str) -> None:
     """A Lua data file of signed webhook requests with unique event ids."""
     sender = EventSender(SenderConfig(webhook_url="http://unused", encrypt_key=SANDBOX_ENCRYPT_KEY,
@@ -134,12 +158,7 @@ def write_events(path: Path, count: int, run_tag: str) -> None:
     with path.open("w") as out:
         out.write("return {\n")
         for i in range(count):
-            doc = sender.envelope("im.message.receive_v1", {
-                "sender": {"sender_id": {"open_id": f"ou_{i % 97}"}, "sender_type": "user"},
-                "message": {"message_id": f"om_{run_tag}_{i}", "chat_id": "oc_bench", "chat_type": "p2p",
-                            "message_type": "text", "content": json.dumps({"text": "hello"})},
-            }, event_id=f"{run_tag}-{i}")
-            body, headers = sender.wire(doc, encrypted=i % 2 == 0)
+            body, headers = signed_event(sender, run_tag, i)
             fields = [json.dumps(headers[h]) for h in
                       ("X-Lark-Request-Timestamp", "X-Lark-Request-Nonce", "X-Lark-Signature")]
             out.write(f"{{[==[{body.decode()}]==],{','.join(fields)}}},\n")
@@ -226,14 +245,7 @@ def main() -> None:
     init_schema(engine)
     engine.dispose()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEISHU_", "PROMETHEUS_"))}
-    env.update({
-        "FEISHU_APP_ID": SANDBOX_APP_ID, "FEISHU_APP_SECRET": SANDBOX_APP_SECRET,
-        "FEISHU_ENCRYPT_KEY": SANDBOX_ENCRYPT_KEY, "FEISHU_VERIFICATION_TOKEN": SANDBOX_VERIFICATION_TOKEN,
-        "DATABASE_URL": database_url, "REDIS_URL": redis.url, "VAR_DIR": str(work / "var"),
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"), "LOG_LEVEL": "WARNING",
-    })
-    (work / "metrics").mkdir()
+    env = bridge_env(work, database_url, redis.url)
     from bot.config import load_settings
 
     effective = load_settings()

@@ -22,7 +22,6 @@ Usage: python bench/slow_clients.py [--slow 200] [--rate 20] [--seconds 20]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -39,15 +38,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.intake import Gunicorn  # noqa: E402
+from bench.intake import Gunicorn, bridge_env, signed_event  # noqa: E402
 from bot.processes.web import APP  # noqa: E402
 from sandbox.sender import EventSender, SenderConfig  # noqa: E402
-from sandbox.state import (  # noqa: E402
-    SANDBOX_APP_ID,
-    SANDBOX_APP_SECRET,
-    SANDBOX_ENCRYPT_KEY,
-    SANDBOX_VERIFICATION_TOKEN,
-)
+from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN  # noqa: E402
 from tests.slow_clients import SlowClients  # noqa: E402
 
 CLIENT_TIMEOUT = 8.0
@@ -75,12 +69,7 @@ def send_events(url: str, sender: EventSender, tag: str, rate: float, seconds: f
     def one(i: int) -> float | None:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
-        doc = sender.envelope("im.message.receive_v1", {
-            "sender": {"sender_id": {"open_id": f"ou_{i % 97}"}, "sender_type": "user"},
-            "message": {"message_id": f"om_{tag}_{i}", "chat_id": "oc_bench", "chat_type": "p2p",
-                        "message_type": "text", "content": json.dumps({"text": "hello"})},
-        }, event_id=f"{tag}-{i}")
-        body, headers = sender.wire(doc, encrypted=i % 2 == 0)
+        body, headers = signed_event(sender, tag, i)
         planned = start + i / rate
         time.sleep(max(0.0, planned - time.monotonic()))
         try:
@@ -132,14 +121,7 @@ def main() -> None:
     engine = make_engine(database_url)
     init_schema(engine)
     engine.dispose()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEISHU_", "PROMETHEUS_", "WEB_"))}
-    env.update({
-        "FEISHU_APP_ID": SANDBOX_APP_ID, "FEISHU_APP_SECRET": SANDBOX_APP_SECRET,
-        "FEISHU_ENCRYPT_KEY": SANDBOX_ENCRYPT_KEY, "FEISHU_VERIFICATION_TOKEN": SANDBOX_VERIFICATION_TOKEN,
-        "DATABASE_URL": database_url, "REDIS_URL": redis.url, "VAR_DIR": str(work / "var"),
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"), "LOG_LEVEL": "ERROR",
-    })
-    (work / "metrics").mkdir()
+    env = bridge_env(work, database_url, redis.url) | {"LOG_LEVEL": "ERROR"}
     sender = EventSender(SenderConfig(webhook_url="http://unused", encrypt_key=SANDBOX_ENCRYPT_KEY,
                                       verification_token=SANDBOX_VERIFICATION_TOKEN))
     from bot.config import Settings

@@ -57,8 +57,9 @@ class Settings(BaseSettings):
     web_workers: int = 4  # gunicorn processes
     web_threads: int = 32  # threads per web process that run the Flask app (bot/processes/asgi.py)
     # A request body not received whole within this many seconds is answered 408: a slow
-    # client must not hold a connection (or, before, a thread) for long (issue 15).
-    web_body_timeout_seconds: float = Field(default=10.0, gt=0)
+    # client must not hold a connection (or, before, a thread) for long (issue 15). At most
+    # gunicorn's `timeout` (30 s), past which gunicorn itself drops the connection, unanswered.
+    web_body_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
     workers: int = 2
 
     # Feishu calls: retries after a throttle (99991400, IM's 230020/11232), a server error, a

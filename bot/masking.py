@@ -6,6 +6,8 @@ registered it; the log formatter scrubs every registered value from each line it
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import threading
 from collections.abc import Iterable
@@ -90,3 +92,10 @@ def clear_registered() -> None:
     with _lock:
         _registered.clear()
         _pattern = None
+
+
+def keyed_mark(key: str, secret: str) -> str:
+    """What to store in place of a secret to recognise it later (e.g. the ADMIN_TOKEN a session
+    or a login began under): an HMAC keyed by a value stored beside it, so the store holds no
+    plain hash to guess the secret against offline."""
+    return hmac.new(key.encode(), secret.encode(), hashlib.sha256).hexdigest()

@@ -178,7 +178,8 @@ class CacheSource(Base):
     subscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     events_error: Mapped[str | None] = mapped_column(Text)
     # who may read it in chat (bot/caches/visibility.py): allowed, owner or chats
-    visibility: Mapped[str] = mapped_column(String(16), server_default=text("'allowed'"))
+    # the default fails closed (admins' private chats); add_source always sets it
+    visibility: Mapped[str] = mapped_column(String(16), server_default=text("'chats'"))
     visible_chats: Mapped[str | None] = mapped_column(Text)  # JSON list of chat ids, for 'chats'
 
 

@@ -20,6 +20,7 @@ from bot.processes.asgi import WholeBodies
 from sandbox.sender import EventSender, SenderConfig
 from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN
 from tests.export_helpers import wait_for
+from tests.helpers import text_message_event
 from tests.slow_clients import SlowClients
 from tests.stack import BridgeStack
 
@@ -51,7 +52,7 @@ def _drive(front: WholeBodies, messages: list[dict] | None, headers=()) -> list[
         sent.append(message)
 
     scope = {"type": "http", "headers": list(headers)}
-    asyncio.run(front(scope, receive, send))
+    asyncio.run(asyncio.wait_for(front(scope, receive, send), 10))  # a hang fails, not blocks
     return sent
 
 
@@ -121,11 +122,7 @@ def test_slow_bodies_on_every_thread_do_not_stop_real_events(tmp_path: Path, red
             "every slow socket trickles"
         answers = []
         for i in range(20):
-            doc = sender.envelope("im.message.receive_v1", {
-                "sender": {"sender_id": {"open_id": "ou_slow"}, "sender_type": "user"},
-                "message": {"message_id": f"om_slow_{i}", "chat_id": "oc_slow", "chat_type": "p2p",
-                            "message_type": "text", "content": json.dumps({"text": "hello"})},
-            }, event_id=f"slow-{i}")
+            doc = text_message_event(sender, "hello", event_id=f"slow-{i}")
             body, headers = sender.wire(doc, encrypted=i % 2 == 0)
             answers.append(requests.post(sender.config.webhook_url, data=body, headers=headers,
                                          timeout=30).status_code)

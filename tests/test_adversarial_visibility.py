@@ -222,3 +222,19 @@ def test_operators_still_read_every_source_over_the_api(chats, client):
     assert (summary["private"]["visibility"], summary["shared"]["visibility"]) == ("owner", "allowed")
     rows = client.get(f"/api/v1/cache/private/{TABLE}", headers=auth).get_json()
     assert rows["count"] == 3
+
+
+@SQLITE_ONLY
+def test_a_force_sync_button_syncs_only_what_the_clicking_chat_may_read(chats):
+    """A /sync card forwarded into the team chat names `private` (OWNER's token): a member's
+    click there force-syncs `shared` only. Before: both, `private` with its owner's token."""
+    services, state = chats
+    from bot.chat.buttons import on_click
+
+    click = {"header": {"event_id": "click-forwarded"},
+             "event": {"operator": {"open_id": MEMBER},
+                       "action": {"value": {"action": "force_sync", "sources": ["shared", "private"]}},
+                       "context": {"open_chat_id": TEAM, "open_message_id": "om_forwarded_card"}}}
+    assert on_click(services, click) == "button force_sync: ok"
+    [reply] = [m for m in state.bot_sent if m.chat_id == TEAM]
+    assert json.loads(reply.content)["text"] == "已开始强制全量同步：shared"

@@ -31,6 +31,14 @@ def _app() -> Flask:
                 closed.append("big")
         return Response(pieces(), mimetype="application/octet-stream", headers={"X-Kind": "stream"})
 
+    @app.get("/legacy")
+    def legacy():
+        def wsgi(environ, start_response):
+            write = start_response("200 OK", [("Content-Type", "text/plain")])
+            write(b"written ")
+            return [b"yielded"]
+        return wsgi
+
     @app.get("/boom")
     def boom():
         raise RuntimeError("kaput")
@@ -38,7 +46,8 @@ def _app() -> Flask:
     return app
 
 
-def _request(method: str, path: str, body: bytes = b"", query: bytes = b"") -> list[dict]:
+def _request(method: str, path: str, body: bytes = b"", query: bytes = b"",
+             chunked: bool = False) -> list[dict]:
     front = WholeBodies(FlaskOnThreads(_app(), threads=4), timeout=5, max_bytes=1 << 20)
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
@@ -55,8 +64,9 @@ def _request(method: str, path: str, body: bytes = b"", query: bytes = b"") -> l
              "http_version": "1.1", "scheme": "https", "server": ("127.0.0.1", 8000),
              "client": ("10.1.2.3", 5555),
              "headers": [(b"host", b"bridge.example"), (b"content-type", b"text/plain"),
-                         (b"content-length", str(len(body)).encode())]}
-    asyncio.run(front(scope, receive, send))
+                         (b"transfer-encoding", b"chunked") if chunked
+                         else (b"content-length", str(len(body)).encode())]}
+    asyncio.run(asyncio.wait_for(front(scope, receive, send), 30))
     return sent
 
 
@@ -84,3 +94,14 @@ def test_a_long_response_is_streamed_in_pieces_whole_and_closed():
 def test_an_error_in_a_view_is_flasks_error_page_not_a_dropped_connection():
     sent = _request("GET", "/boom")
     assert sent[0]["status"] == 500
+
+
+def test_a_chunked_body_reaches_flask_whole():
+    """Before: no Content-Length, and Werkzeug read the body as empty."""
+    body = b"".join(m.get("body", b"") for m in _request("POST", "/echo", b"chunked hello", chunked=True)[1:])
+    assert b'"body":"chunked hello"' in body
+
+
+def test_what_an_app_writes_comes_before_what_it_yields():
+    sent = _request("GET", "/legacy")
+    assert b"".join(m.get("body", b"") for m in sent[1:]) == b"written yielded"

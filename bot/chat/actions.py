@@ -52,6 +52,7 @@ def ping(services: Services, command: Command, message_id: str, origin: Origin) 
 def status(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     snapshot = overview(services)
     shown = {s.name for s in readable(services, store.list_sources(services.engine), origin)}
+    snapshot["caches_hidden"] = any(c["source"] not in shown for c in snapshot["caches"])
     snapshot["caches"] = [c for c in snapshot["caches"] if c["source"] in shown]
     reply_text(services.feishu, message_id, status_text(snapshot))
 

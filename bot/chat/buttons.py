@@ -9,7 +9,7 @@ from typing import Any
 from bot.caches import store
 from bot.caches.schedule import enqueue_cache_sync
 from bot.chat import live
-from bot.chat.access import REFUSAL, REFUSED_DETAIL, allowed, record_once, set_outcome
+from bot.chat.access import REFUSAL, REFUSED_DETAIL, Origin, allowed, readable, record_once, set_outcome
 from bot.chat.schedule import refresh_soon
 from bot.export import runner
 from bot.export.schedule import schedule_plan
@@ -34,7 +34,10 @@ def on_click(services: Services, event_doc: dict[str, Any]) -> str:
     if action == "export_retry":
         detail = export_retry(services, int(value.get("run", 0)), card_id)
     elif action == "force_sync":
-        detail = force_sync(services, [str(s) for s in value.get("sources", [])], chat_id, audit_id)
+        # A click carries no chat type: judged as a group's (fails closed; a forwarded card
+        # must not sync, with its owner's token, what the new chat may not read).
+        detail = force_sync(services, [str(s) for s in value.get("sources", [])],
+                            Origin(chat_id, "", operator), audit_id)
     else:
         set_outcome(services, audit_id, "button", "usage", f"unknown action {action!r}")
         return f"ignored: unknown action {action!r}"
@@ -51,15 +54,15 @@ def export_retry(services: Services, run_id: int, card_id: str) -> str:
     return f"run {run_id}: windows {failed} re-planned"
 
 
-def force_sync(services: Services, sources: list[str], chat_id: str, audit_id: str) -> str:
-    """强制全量同步: the named (and still known) sources are synced in full."""
-    known = {s.name for s in store.list_sources(services.engine)}
+def force_sync(services: Services, sources: list[str], origin: Origin, audit_id: str) -> str:
+    """强制全量同步: the named sources still known and readable in this chat are synced in full."""
+    known = {s.name for s in readable(services, store.list_sources(services.engine), origin)}
     chosen = [s for s in sources if s in known]
     for name in chosen:
         enqueue_cache_sync(services, name, force=True)
     send_text(
         services.feishu,
-        chat_id,
+        origin.chat_id,
         f"已开始强制全量同步：{', '.join(chosen) or '（无）'}",
         uuid=f"sync-{audit_id}",
     )

@@ -26,6 +26,8 @@ def status_text(snapshot: dict[str, Any]) -> str:
         for c in caches:
             if (c.get("events") or "").startswith("no change events"):
                 lines.append(f"· {c['source']}：{c['events']}")
+    elif snapshot.get("caches_hidden"):
+        lines.append("缓存：此会话中没有可查看的数据源")
     else:
         lines.append("缓存：尚未添加数据源")
     tokens = snapshot["tokens"]

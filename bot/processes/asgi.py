@@ -115,7 +115,7 @@ async def _answer(send: Send, status: int, reason: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-STREAM_CHUNK = 256 * 1024  # a response bigger than this (an export download) is sent in pieces
+STREAM_CHUNK = 256 * 1024  # a response bigger than this (rq-dashboard's assets) is sent in pieces
 
 
 class FlaskOnThreads:
@@ -135,24 +135,32 @@ class FlaskOnThreads:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
+            self.pool.shutdown(wait=False, cancel_futures=True)
             return
         if scope["type"] != "http":
             return  # no websockets here
-        message = await receive()
-        environ = build_environ(scope, io.BytesIO(message.get("body", b"")))  # type: ignore[arg-type]
-        loop = asyncio.get_running_loop()
+        body = (await receive()).get("body", b"")
+        environ = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
+        # The body is whole (WholeBodies): say so, chunked requests included, or Werkzeug
+        # would read a request without Content-Length as empty.
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ["wsgi.input_terminated"] = True
         response = _Response(self.app, environ)
+        step = self.pool.submit(response.start)
         try:
-            body, more = await loop.run_in_executor(self.pool, response.start)
+            chunk, more = await asyncio.wrap_future(step)
             await send({"type": "http.response.start", "status": response.status,
                         "headers": response.headers})
             while more:
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-                body, more = await loop.run_in_executor(self.pool, response.read)
-            await send({"type": "http.response.body", "body": body})
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                step = self.pool.submit(response.read)
+                chunk, more = await asyncio.wrap_future(step)
+            await send({"type": "http.response.body", "body": chunk})
         finally:
+            # Cancelled (the client left) while a thread still runs the app: close after it,
+            # on its thread, never beside it.
             if not response.closed:
-                await loop.run_in_executor(self.pool, response.close)
+                step.add_done_callback(lambda _: response.close())
 
 
 class _Response:
@@ -162,18 +170,27 @@ class _Response:
         self.app, self.environ = app, environ
         self.status, self.headers = 500, []
         self.closed = False
+        self.headers_sent = False
         self._written: list[bytes] = []
 
     def start(self) -> tuple[bytes, bool]:
         self._iterable = self.app(self.environ, self._start_response)
         self._chunks = iter(self._iterable)
-        return self.read()
+        first = self.read()
+        self.headers_sent = True  # the caller sends them with this first piece
+        return first
 
     def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None):
+        if exc_info is not None and self.headers_sent:
+            raise exc_info[1].with_traceback(exc_info[2])  # PEP 3333: too late to change them
         self.status = int(status.split(" ", 1)[0])
         self.headers = [(name.strip().lower().encode("latin1"), value.strip().encode("latin1"))
                         for name, value in headers]
-        return self._written.append  # WSGI's legacy write(): kept in order with the iterable
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        """WSGI's legacy write(): sent before what the iterable yields next."""
+        self._written.append(data)
 
     def read(self) -> tuple[bytes, bool]:
         """Up to about STREAM_CHUNK more bytes, and whether more may follow."""
@@ -188,6 +205,8 @@ class _Response:
         return b"".join(parts + self._written), False
 
     def close(self) -> None:
+        if self.closed:
+            return
         self.closed = True
         close = getattr(getattr(self, "_iterable", None), "close", None)
         if close is not None:

@@ -24,8 +24,7 @@ workers = _settings.web_workers
 # asyncio reads requests (a slow client costs a coroutine, not a thread) and WEB_THREADS threads
 # per process run Flask (bot/processes/asgi.py). Webhook requests mostly wait on the intake
 # recorder's batch; more threads mean bigger batches (bench/intake.py: 32 well ahead of 8).
-worker_class = "asgi"
-worker_connections = 1000  # open connections per process, slow ones included
+worker_class = "asgi"  # note: gunicorn 27's asgi worker sets no cap on open connections
 timeout = 30
 graceful_timeout = 10
 keepalive = 5

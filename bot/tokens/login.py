@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import secrets
 
+from bot.masking import keyed_mark
 from bot.models import utcnow
 from bot.services import Services
 from bot.tokens.oauth import OAuthError, authorize_url, code_grant_body, parse_token_response
@@ -39,11 +40,9 @@ def _binding_hash(binding: str) -> str:
     return hashlib.sha256(b"fb-oauth-binding:" + binding.encode()).hexdigest()
 
 
-def _admin_mark(services: Services, secret: str) -> str:
-    """The ADMIN_TOKEN in force, as an HMAC keyed by a secret Redis does not hold (the ticket, the
-    browser's binding): no token oracle in Redis."""
-    token = services.settings.admin_token.get_secret_value()
-    return hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+def _admin_mark(services: Services, key: str) -> str:
+    """The ADMIN_TOKEN in force, keyed by a secret Redis does not hold (the ticket, the binding)."""
+    return keyed_mark(key, services.settings.admin_token.get_secret_value())
 
 
 HOST_TICKET = "host"  # a ticket `auth login` issued: bound to no ADMIN_TOKEN

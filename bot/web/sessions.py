@@ -16,6 +16,8 @@ import secrets
 
 from redis import Redis
 
+from bot.masking import keyed_mark
+
 COOKIE = "fb_session"
 _SESSION = "fb:web-session:"
 _FAILURES = "fb:web-failures:"
@@ -25,14 +27,10 @@ def _session_key(session_id: str) -> str:
     return _SESSION + hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def _token_mark(session_id: str, admin_token: str) -> str:
-    return hmac.new(session_id.encode(), admin_token.encode(), hashlib.sha256).hexdigest()
-
-
 def create(redis: Redis, admin_token: str, lifetime_seconds: int) -> str:
     """A new session id, valid for `lifetime_seconds` while ADMIN_TOKEN stays `admin_token`."""
     session_id = secrets.token_urlsafe(32)
-    redis.set(_session_key(session_id), _token_mark(session_id, admin_token), ex=max(1, lifetime_seconds))
+    redis.set(_session_key(session_id), keyed_mark(session_id, admin_token), ex=max(1, lifetime_seconds))
     return session_id
 
 
@@ -40,7 +38,7 @@ def valid(redis: Redis, session_id: str | None, admin_token: str) -> bool:
     if not session_id or len(session_id) > 100 or not admin_token:
         return False
     stored = redis.get(_session_key(session_id))
-    return stored is not None and hmac.compare_digest(stored, _token_mark(session_id, admin_token).encode())
+    return stored is not None and hmac.compare_digest(stored, keyed_mark(session_id, admin_token).encode())
 
 
 def revoke(redis: Redis, session_id: str | None) -> None:

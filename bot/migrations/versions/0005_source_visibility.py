@@ -30,9 +30,12 @@ CHECK = "visibility IN ('allowed', 'owner', 'chats')"
 def upgrade() -> None:
     with op.batch_alter_table("cache_sources") as batch:  # SQLite copies the table for the check
         batch.add_column(sa.Column("visibility", sa.String(16), nullable=False,
-                                   server_default=sa.text("'allowed'")))
+                                   server_default=sa.text("'chats'")))
         batch.add_column(sa.Column("visible_chats", sa.Text()))
         batch.create_check_constraint("ck_cache_sources_visibility", CHECK)
+    # The default fails closed ('chats' with no chat: admins' private chats only), for a row an
+    # older build inserts during a rolling deploy; the rows that exist get what they had.
+    op.execute("UPDATE cache_sources SET visibility = 'allowed' WHERE as_user IS NULL")
     op.execute("UPDATE cache_sources SET visibility = 'owner' WHERE as_user IS NOT NULL")
 
 
