@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from bot.caches.visibility import may_read, stored
+from bot.caches.visibility import Visibility, may_read, stored
 from bot.chat.texts import not_visible_text
 from bot.models import CacheSource, ChatCommand
 from bot.services import Services
@@ -48,19 +48,21 @@ def allowed(services: Services, open_id: str, chat_id: str) -> bool:
     return open_id in settings.chat_admins or chat_id in settings.chat_allowed_chats
 
 
-def refusal(services: Services, source: CacheSource, origin: Origin) -> str | None:
+def refusal(services: Services, source: CacheSource, origin: Origin,
+            shown: Visibility | None = None) -> str | None:
     """Why `origin` may not read `source` (None: it may)."""
     settings = services.settings
-    return may_read(stored(source.visibility, source.visible_chats), source.as_user,
+    shown = shown or stored(source.visibility, source.visible_chats)
+    return may_read(shown, source.as_user,
                     chat_id=origin.chat_id, chat_type=origin.chat_type, open_id=origin.open_id,
                     admins=settings.chat_admins, allowed_chats=settings.chat_allowed_chats)
 
 
 def require_readable(services: Services, source: CacheSource, origin: Origin) -> None:
     """Refused, naming the source, who may read it and what an admin runs, unless readable here."""
-    reason = refusal(services, source, origin)
+    shown = stored(source.visibility, source.visible_chats)
+    reason = refusal(services, source, origin, shown)
     if reason is not None:
-        shown = stored(source.visibility, source.visible_chats)
         raise Refused(not_visible_text(source.name, shown, origin.chat_id), f"source {source.name}: {reason}")
 
 
