@@ -14,8 +14,9 @@ from typing import Any
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
-from rq import Queue, Retry
+from rq import Queue, Retry, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -67,7 +68,7 @@ class Jobs:
         return [value for key, value in vars(cls).items() if key.isupper()]
 
 
-LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+WAITING_JOB_STATES = {JobStatus.SCHEDULED, JobStatus.DEFERRED}  # a scheduler or dependency holds them
 
 
 def connect_redis(url: str) -> Redis:
@@ -92,12 +93,43 @@ def retry_policy(intervals: list[int]) -> Retry:
 
 
 def job_is_live(connection: Redis, job_id: str | None) -> bool:
+    """Whether the job will still run (or is running). What Redis says is not enough after a
+    Redis restart replays its append-only file: a job dequeued just before Redis died is
+    `queued` but on no queue, and a job whose worker is gone stays `started` until RQ's
+    maintenance (every 10 minutes) notices. Both would hold their work back that long, so a
+    queued job must be on its queue and a started one held by a worker that still exists."""
     if not job_id:
         return False
     try:
-        return Job.fetch(job_id, connection=connection).get_status() in LIVE_JOB_STATES
+        job = Job.fetch(job_id, connection=connection)
     except NoSuchJobError:
         return False
+    status = job.get_status()
+    if status == JobStatus.QUEUED:
+        return connection.lpos(Queue(job.origin, connection=connection).key, job.id) is not None
+    if status == JobStatus.STARTED:
+        return _held_by_a_worker(connection, job)
+    return status in WAITING_JOB_STATES
+
+
+def _held_by_a_worker(connection: Redis, job: Job) -> bool:
+    # A busy worker heartbeats every 30 s with a 90 s lifetime, so its key outlives a kill -9
+    # by at most 90 s; a worker riding out an outage retires its previous name at once.
+    if not job.worker_name:
+        return False
+    current = connection.hget(Worker.redis_worker_namespace_prefix + job.worker_name, "current_job")
+    return current is not None and current.decode() == job.id
+
+
+def retire_worker(worker: Worker) -> None:
+    """Say that a worker whose round ended (Redis went away under it) is gone, so the job it held
+    counts as abandoned now rather than when its key expires. Its work horse may still be
+    finishing that job: the receipts' atomic claims keep a re-run from repeating a handler."""
+    try:
+        worker.register_death()
+        worker.set_current_job_id(None)
+    except RedisError:
+        log.warning("could not retire the previous worker", extra={"worker": worker.name})
 
 
 def enqueue_once(queue: Queue, job_id: str, job: str, *args: Any, retry: Retry | None = None,

@@ -44,14 +44,16 @@ def _env() -> dict[str, str]:
     return {**os.environ, processes.MARK: processes._owner}
 
 
-def _wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+def _wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1,
+              state: Callable[[], object] | None = None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                         + (f"; state: {state()}" if state else ""))
 
 
 def _alive(pid: int) -> bool:
@@ -252,6 +254,7 @@ class RedisProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # its own deadlines (below) fail first, saying where it stuck
 def test_redis_killed_and_restarted_under_500_events_each_processed_once(tmp_path, sandbox):
     base_url, state = sandbox
     redis = RedisProcess(tmp_path / "redis")
@@ -292,6 +295,16 @@ def test_redis_killed_and_restarted_under_500_events_each_processed_once(tmp_pat
         with engine.connect() as conn:
             return conn.execute(text("SELECT count(*) FROM event_receipts WHERE status = 'done'")).scalar()
 
+    def receipts_state() -> str:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT status, job_id, count(*) FROM event_receipts WHERE status != 'done' "
+                "GROUP BY status, job_id")).all()
+        jobs = Redis.from_url(redis.url)
+        return "; ".join(
+            f"{n} {status} (job {job_id}: {jobs.hget(f'rq:job:{job_id}', 'status')})"
+            for status, job_id, n in rows) + f"; sender idle: {sender.wait_idle(timeout=0)}"
+
     try:
         send(150)
         _wait_for(answered(50), 120, "50 answers before the kill")
@@ -302,8 +315,9 @@ def test_redis_killed_and_restarted_under_500_events_each_processed_once(tmp_pat
         stack_alive()  # workers and cron waited the outage out
         redis.start()  # the same port and data directory
         send(150)
-        assert sender.wait_idle(timeout=300)
-        _wait_for(lambda: done() == N_EVENTS, 300, "all 500 receipts done", interval=0.5)
+        assert sender.wait_idle(timeout=300), receipts_state()
+        _wait_for(lambda: done() == N_EVENTS, 300, "all 500 receipts done", interval=0.5,
+                  state=receipts_state)
 
         statuses = [a.status for a in sender.attempts()]
         assert set(statuses) <= {200, 503}, {s: statuses.count(s) for s in set(statuses)}

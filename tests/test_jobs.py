@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, Worker
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select, update
 
@@ -151,6 +151,43 @@ def test_sweeper_requeues_unqueued_and_abandoned_receipts(services, sandbox, red
     assert statuses == {never_queued: "done", abandoned: "done", job_lost: "done", carried: "done",
                         fresh: "received"}
     assert {m.parent_id for m in state.bot_sent} == {m1, m2, m3, _receipt_message(services, carried)}
+
+
+def test_sweeper_requeues_receipts_a_redis_restart_stranded(services, sandbox, redis_conn):
+    """After Redis replays its append-only file, a job can claim to be queued while on no queue
+    (dequeued as Redis died) or started by a worker that no longer exists, and a failed batch's
+    retry can be lost. None of them will run again, so their receipts must be swept; a job a live
+    worker holds, and a receipt out of attempts, must not be."""
+    _, state = sandbox
+    queue = services.queues["default"]
+    names = ("dequeued", "orphaned", "retry_lost", "exhausted", "held")
+    ids = {name: _record_ping(services, state, event_id=f"ev-{name}")[0] for name in names}
+    jobs = {name: enqueue_events(queue, [ids[name]], [0]) for name in names}
+    redis_conn.delete(queue.key)  # every job left its queue, as a worker's dequeue takes it
+    for name in ("orphaned", "retry_lost", "exhausted", "held"):
+        jobs[name].set_status("started")
+        jobs[name].worker_name = f"worker-{name}"
+        jobs[name].save()
+    holder = Worker([queue], connection=redis_conn, name="worker-held")
+    holder.register_birth()
+    holder.set_current_job_id(jobs["held"].id)
+    long_ago = utcnow() - timedelta(hours=2)
+    with services.engine.begin() as conn:
+        for name, receipt_id in ids.items():
+            values = {"received_at": long_ago, "job_id": jobs[name].id, "status": "queued"}
+            if name in ("retry_lost", "exhausted"):
+                values.update(status="failed", attempts=1 if name == "retry_lost" else 3)
+            conn.execute(update(EventReceipt).where(EventReceipt.id == receipt_id).values(**values))
+
+    assert sweep_receipts() == 3
+    assert not job_is_live(redis_conn, jobs["orphaned"].id) and job_is_live(redis_conn, jobs["held"].id)
+    _work(services)
+    with services.sessions() as session:
+        statuses = dict(session.execute(select(EventReceipt.id, EventReceipt.status)).all())
+    assert {name: statuses[ids[name]] for name in names} == {
+        "dequeued": "done", "orphaned": "done", "retry_lost": "done", "exhausted": "failed",
+        "held": "queued"}
+    holder.register_death()
 
 
 def _receipt_message(services, receipt_id) -> str:

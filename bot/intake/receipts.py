@@ -122,9 +122,11 @@ def fail(engine: Engine, receipt_id: int, error: str) -> None:
         )
 
 
-def abandoned(engine: Engine, *, older_than: timedelta, lease: timedelta, limit: int = 500) -> Sequence:
+def abandoned(engine: Engine, *, older_than: timedelta, lease: timedelta, max_attempts: int,
+              limit: int = 500) -> Sequence:
     """Receipts still waiting after a grace period (never enqueued because Redis was down, or their
-    job was lost), or claimed by a worker that died. The sweeper skips those whose job is alive."""
+    job was lost), claimed by a worker that died, or failed with attempts left (their retry is
+    lost if Redis was down when the job failed). The sweeper skips those whose job is alive."""
     now = utcnow()
     stmt = (
         select(EventReceipt.id, EventReceipt.job_id)
@@ -133,6 +135,8 @@ def abandoned(engine: Engine, *, older_than: timedelta, lease: timedelta, limit:
                 and_(EventReceipt.status.in_(("received", "queued")),
                      EventReceipt.received_at < now - older_than),
                 and_(EventReceipt.status == "processing", EventReceipt.claimed_at < now - lease),
+                and_(EventReceipt.status == "failed", EventReceipt.attempts < max_attempts,
+                     EventReceipt.received_at < now - older_than),
             )
         )
         .order_by(EventReceipt.id)

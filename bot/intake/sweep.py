@@ -1,5 +1,6 @@
 """The sweeper: receipts recorded but never queued (Redis was down at intake), whose job was
-lost, or whose worker died mid-job go back on the queue — unless the job carrying them lives."""
+lost, whose worker died mid-job, or whose retry Redis lost go back on the queue — unless the job
+carrying them will still run."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def sweep_receipts(services: Services, grace_seconds: int = 30) -> int:
         services.engine,
         older_than=timedelta(seconds=grace_seconds),
         lease=timedelta(seconds=settings.event_lease_seconds),
+        max_attempts=len(settings.event_retry_intervals) + 1,  # the first run and RQ's retries
     )
     queue = services.queues[QueueName.DEFAULT]
     live: dict[str | None, bool] = {}

@@ -12,7 +12,7 @@ import socket
 from bot.config import Settings
 from bot.intake.routes import EVENT_HANDLERS
 from bot.processes.outages import run_in_rounds
-from bot.queue import ALL_QUEUES, Jobs
+from bot.queue import ALL_QUEUES, Jobs, retire_worker
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ def run_worker(settings: Settings, queue_names: list[str] | None = None, *, burs
         # A worker whose Redis vanished could not register its death: the next round takes a
         # new name, or RQ would refuse to start ("there exists an active worker named …").
         suffix = f".{number}" if number else ""
+        if current:
+            retire_worker(current[0])
         worker = Worker([services.queues[n] for n in names], connection=services.redis,
                         name=f"{socket.gethostname()}.{os.getpid()}{suffix}")
         # RQ logs each job at INFO several times over; bot.logs demotes those lines to DEBUG,
