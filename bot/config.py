@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_json: bool | None = None  # None = JSON when stderr is not a TTY
+
+    # How Feishu delivers events (README "Connecting a real Feishu app"): `webhook` — Feishu POSTs
+    # them to /webhook/event, which needs a public HTTPS URL; `websocket` — `feishu-bridge listen`
+    # dials out to Feishu's long connection (长连接) and no public URL is needed. The console's
+    # subscription mode must say the same.
+    feishu_event_mode: Literal["webhook", "websocket"] = "webhook"
+    # The long connection (bot/intake/connection.py): the endpoint-discovery call's timeout (the
+    # SDK sets none), how many ping intervals without a single frame mean the connection is dead,
+    # the longest wait between reconnects, and threads recording events.
+    ws_discovery_timeout_seconds: float = Field(default=10.0, gt=0)
+    ws_liveness_intervals: float = Field(default=1.5, ge=1.1, le=2.0)
+    ws_reconnect_max_seconds: float = Field(default=60.0, gt=0)
+    ws_threads: int = Field(default=16, ge=1)
 
     # Intake and workers.
     # Seconds between retries of a failed event job, e.g. EVENT_RETRY_INTERVALS=10,30,120.
@@ -276,7 +289,10 @@ class Settings(BaseSettings):
         missing = []
         if not self.feishu_app_id:
             missing.append("FEISHU_APP_ID")
-        for name in ("feishu_app_secret", "feishu_encrypt_key", "feishu_verification_token"):
+        # over the long connection the app secret authenticates the connection itself
+        event_secrets = ("feishu_encrypt_key", "feishu_verification_token") \
+            if self.feishu_event_mode == "webhook" else ()
+        for name in ("feishu_app_secret", *event_secrets):
             if not getattr(self, name).get_secret_value():
                 missing.append(name.upper())
         if not self.admin_token.get_secret_value():

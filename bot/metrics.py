@@ -75,6 +75,20 @@ TOKEN_RETRIES = Counter(
     "API calls answered with a token expired/invalid code, refreshed and retried once", ["token"],
 )
 
+# The long connection (bot/intake/connection.py), one sample per `listen` process.
+WS_CONNECTED = Gauge(
+    "feishu_ws_connected", "Long connections to Feishu currently open", multiprocess_mode="livesum",
+)
+WS_RECONNECTS = Counter(
+    "feishu_ws_reconnects_total",
+    "Long connections replaced, by reason (closed, silent, connect_failed, refused)", ["reason"],
+)
+WS_LAST_FRAME_AGE = Gauge(
+    "feishu_ws_last_frame_age_seconds",
+    "Seconds since the long connection last received a frame (pong or event); the oldest listener's",
+    multiprocess_mode="livemax",
+)
+
 
 def prepare_multiprocess_dir(directory: Path, *, wipe: bool) -> None:
     """Create (and on a fresh start, empty) the shared metrics directory."""

@@ -67,7 +67,7 @@ def test_every_command_explains_itself():
     runner = CliRunner()
     top = runner.invoke(main, ["--help"])
     assert top.exit_code == 0
-    for command in ("up", "worker", "cron", "web", "sandbox", "config", "db", "events"):
+    for command in ("up", "worker", "cron", "web", "listen", "sandbox", "config", "db", "events"):
         assert command in top.output
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output, command
@@ -140,3 +140,20 @@ def test_config_check_allows_polling_off_when_no_export_runs(tmp_path):
         url = _database_with_run(folder, status=status)
         result = _check(folder, DATABASE_URL=url, EXPORT_POLL_SECONDS="0")
         assert result.exit_code == 0, (status, result.output)
+
+
+def test_config_check_explains_the_event_mode_and_listen_refuses_the_wrong_one(tmp_path):
+    webhook = _check(tmp_path)
+    assert webhook.exit_code == 0, webhook.output
+    assert "FEISHU_EVENT_MODE=webhook" in webhook.output and "websocket" in webhook.output
+    ws = CliRunner().invoke(main, ["--env-file", str(tmp_path / "none.env"), "config", "check", "--json"],
+                            env=_env(VAR_DIR=str(tmp_path / "var"), FEISHU_EVENT_MODE="websocket",
+                                     FEISHU_APP_ID="cli_abc", FEISHU_APP_SECRET=SECRET))
+    doc = json.loads(ws.output)
+    assert doc["settings"]["FEISHU_EVENT_MODE"] == "websocket"
+    # over the long connection the app secret authenticates; no event secrets are needed
+    assert "FEISHU_ENCRYPT_KEY" not in doc["missing_for_real_feishu"] and doc["errors"] == []
+    refused = CliRunner().invoke(main, ["--env-file", str(tmp_path / "none.env"), "listen"],
+                                 env=_env(VAR_DIR=str(tmp_path / "var")))
+    assert refused.exit_code == 1 and "FEISHU_EVENT_MODE=websocket" in refused.output
+    assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1

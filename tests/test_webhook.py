@@ -218,3 +218,16 @@ def test_legacy_card_url_challenge_is_answered_only_with_the_token(live_webhook,
     forged = httpx.post(f"{base_url}/sandbox/card-url-verification", json={"token": "not-the-token"}).json()
     assert forged["webhook_status"] == 401 and forged["webhook_answer"]["reason"] == "bad_token"
     assert _receipts(services) == []
+
+
+def test_in_websocket_mode_the_webhook_is_closed(client, services):
+    """FEISHU_EVENT_MODE=websocket: events come over the long connection, and a webhook nobody is
+    meant to use stays shut — even to a correctly signed event."""
+    services.settings = services.settings.model_copy(update={"feishu_event_mode": "websocket"})
+    s = sender()
+    body, headers = s.wire(text_message_event(s, event_id="ev-mode"), encrypted=True)
+    response = _post(client, body, headers)
+    assert response.status_code == 404
+    assert response.get_json()["reason"] == "websocket_mode"
+    assert "FEISHU_EVENT_MODE" in response.get_json()["msg"]
+    assert _receipts(services) == []

@@ -12,7 +12,7 @@ from bot.cli.errors import BridgeGroup
 from bot.config import load_settings
 
 # Commands that run until stopped: they keep Python's usual garbage collection.
-LONG_RUNNING = frozenset({"worker", "cron", "web", "up", "sandbox", "sync"})
+LONG_RUNNING = frozenset({"worker", "cron", "web", "listen", "up", "sandbox", "sync"})
 
 
 @click.group(cls=BridgeGroup,
@@ -45,7 +45,7 @@ def main(ctx: click.Context, env_file: Path | None, debug: bool) -> None:
 
 
 for command in (
-    ops.config, db.db, ops.worker, ops.cron, ops.web, ops.up, ops.sandbox, ops.events,
+    ops.config, db.db, ops.worker, ops.cron, ops.web, ops.listen, ops.up, ops.sandbox, ops.events,
     auth.auth,
     caches.sources, caches.sync, caches.cache,
     coze.coze,

@@ -1,4 +1,4 @@
-"""`feishu-bridge config|worker|cron|web|up|sandbox|events`: configuration, the bridge's
+"""`feishu-bridge config|worker|cron|web|listen|up|sandbox|events`: configuration, the bridge's
 processes and the event receipts."""
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
     for key, value in rows:
         table.add_row(key, value)
     Console().print(table)
+    Console().print(EVENT_MODES[settings.feishu_event_mode])
     if missing:
         Console().print(f"[yellow]Missing for a real Feishu app:[/] {', '.join(missing)}")
         Console().print("The sandbox (`feishu-bridge up --sandbox`) needs none of these.")
@@ -57,6 +58,18 @@ def config_check(ctx: click.Context, as_json: bool) -> None:
         Console().print("[green]Everything a real Feishu app needs is set.[/]")
     if errors:  # one line on stderr, after the table
         raise click.ClickException("`web` and `up` would refuse to start: " + "; ".join(errors))
+
+
+EVENT_MODES = {
+    "webhook": (
+        "Events: FEISHU_EVENT_MODE=webhook — Feishu POSTs each event to https://<this host>/webhook/event, "
+        "which must be reachable from the internet (console: Events & Callbacks → subscription mode "
+        "\"send to developer server\"). Set FEISHU_EVENT_MODE=websocket to need no public URL."),
+    "websocket": (
+        "Events: FEISHU_EVENT_MODE=websocket — `feishu-bridge listen` dials out to Feishu's long connection, "
+        "no public URL needed (console: Events & Callbacks → subscription mode \"receive through a "
+        "persistent connection\", self-built apps only); /webhook/event is closed."),
+}
 
 
 def refuse_unsafe_start(settings: Settings) -> None:
@@ -105,6 +118,7 @@ def _config_rows(settings: Settings) -> list[tuple[str, str]]:
         ("FEISHU_ENCRYPT_KEY", mask(settings.feishu_encrypt_key.get_secret_value())),
         ("FEISHU_VERIFICATION_TOKEN", mask(settings.feishu_verification_token.get_secret_value())),
         ("FEISHU_BASE_URL", settings.feishu_base_url),
+        ("FEISHU_EVENT_MODE", settings.feishu_event_mode),
         ("DATABASE_URL", mask_url(settings.effective_database_url)),
         ("REDIS_URL", mask_url(redis)),
         ("ADMIN_TOKEN", mask(settings.admin_token.get_secret_value())),
@@ -164,6 +178,37 @@ def cron(ctx: click.Context) -> None:
 
 
 @click.command()
+@click.pass_context
+def listen(ctx: click.Context) -> None:
+    """Receive events over Feishu's long connection (FEISHU_EVENT_MODE=websocket).
+
+    No public URL needed: this process dials out to Feishu, records each event as the webhook
+    would and acknowledges it once recorded. Run 1–3 of them: Feishu delivers each event to one
+    connected listener and re-sends what is not acknowledged within 3 s. Stops on SIGTERM/Ctrl-C
+    after finishing the events in flight.
+    """
+    from bot.logs import configure_logging
+    from bot.processes.listener import run_listener
+    from bot.processes.runtime import prepare
+
+    settings = settings_of(ctx)
+    if settings.feishu_event_mode != "websocket":
+        raise click.ClickException(
+            "FEISHU_EVENT_MODE is webhook: Feishu sends events to one subscription mode; set "
+            "FEISHU_EVENT_MODE=websocket (and choose the long connection in the app's console) to listen")
+    if not settings.feishu_app_id or not settings.feishu_app_secret.get_secret_value():
+        raise click.ClickException("FEISHU_APP_ID and FEISHU_APP_SECRET are needed to open the long "
+                                   "connection; run `feishu-bridge config check`")
+    require_current_url(settings.effective_database_url)
+    runtime = prepare(settings)
+    configure_logging(runtime.settings)
+    try:
+        run_listener(runtime.settings)
+    finally:
+        runtime.shutdown()
+
+
+@click.command()
 @click.option("--port", type=int, default=None, help="Listen port (default: PORT).")
 @click.pass_context
 def web(ctx: click.Context, port: int | None) -> None:
@@ -185,9 +230,12 @@ def web(ctx: click.Context, port: int | None) -> None:
 @click.option("--workers", "n_workers", type=int, default=None, help="RQ workers (default: WORKERS, 2).")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="With --sandbox: send /ping through the sandbox once started and wait for pong.")
+@click.option("--events", "event_mode", type=click.Choice(["webhook", "websocket"]), default=None,
+              help="How events arrive (default: FEISHU_EVENT_MODE, webhook): websocket also starts "
+                   "a `listen` process on Feishu's long connection.")
 @click.pass_context
 def up(ctx: click.Context, use_sandbox: bool, port: int | None, sandbox_port: int,
-       n_workers: int | None, check: bool) -> None:
+       n_workers: int | None, check: bool, event_mode: str | None) -> None:
     """Run everything: web (gunicorn), workers, cron — and with --sandbox, the Feishu sandbox.
 
     Uses embedded defaults when DATABASE_URL / REDIS_URL are unset (SQLite and a private
@@ -195,6 +243,8 @@ def up(ctx: click.Context, use_sandbox: bool, port: int | None, sandbox_port: in
     """
     from bot.processes.up import run_up
 
+    if event_mode:
+        ctx.obj["settings"] = settings_of(ctx).model_copy(update={"feishu_event_mode": event_mode})
     if not use_sandbox:  # the sandbox brings its own secrets and documented token
         refuse_unsafe_start(settings_of(ctx))
     sys.exit(run_up(settings_of(ctx), use_sandbox=use_sandbox, port=port, sandbox_port=sandbox_port,
@@ -209,7 +259,12 @@ def up(ctx: click.Context, use_sandbox: bool, port: int | None, sandbox_port: in
 @click.option("--redelivery", default="15,300,3600,21600", show_default=True,
               help="Seconds between re-deliveries after a non-200 answer (Feishu's schedule).")
 @click.option("--plain-events", is_flag=True, help="Send events unencrypted.")
-def sandbox(host: str, port: int, webhook_url: str, redelivery: str, plain_events: bool) -> None:
+@click.option("--events", "event_mode", type=click.Choice(["webhook", "websocket"]), default="webhook",
+              show_default=True,
+              help="The app's subscription mode: POST events to --webhook-url, or deliver them over "
+                   "the long connection to connected `listen` processes.")
+def sandbox(host: str, port: int, webhook_url: str, redelivery: str, plain_events: bool,
+            event_mode: str) -> None:
     """Run the Feishu sandbox alone: a local emulator of the Feishu APIs the bridge uses.
 
     Its app credentials are fixed (see docs/sandbox.md); drive it with POST /sandbox/chat.
@@ -223,8 +278,9 @@ def sandbox(host: str, port: int, webhook_url: str, redelivery: str, plain_event
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     schedule = tuple(float(x) for x in redelivery.split(",") if x.strip())
     config = SandboxConfig(webhook_url=webhook_url, redelivery_schedule=schedule,
-                           encrypt_events=not plain_events)
-    click.echo(f"Feishu sandbox on http://{host}:{port} → delivering events to {webhook_url}")
+                           encrypt_events=not plain_events, event_mode=event_mode)
+    target = webhook_url if event_mode == "webhook" else "long-connection clients"
+    click.echo(f"Feishu sandbox on http://{host}:{port} → delivering events to {target}")
     serve(config, host, port)
 
 

@@ -38,10 +38,11 @@ class Reason(StrEnum):
     LEGACY_CARD = "legacy_card_callback"
     STALE_TIMESTAMP = "stale_timestamp"  # signed timestamp outside the replay window (freshness.py)
     UNCONFIGURED = "unconfigured"  # no secret to authenticate events with (outside the sandbox)
+    WEBSOCKET_MODE = "websocket_mode"  # FEISHU_EVENT_MODE=websocket: events come over the connection
 
 
 # Refusals that point at the app's configuration rather than at a bad request: logged louder.
-CONFIGURATION_REASONS = frozenset({Reason.LEGACY_CARD, Reason.UNCONFIGURED})
+CONFIGURATION_REASONS = frozenset({Reason.LEGACY_CARD, Reason.UNCONFIGURED, Reason.WEBSOCKET_MODE})
 
 
 STATUS_FOR_REASON: dict[Reason, int] = {
@@ -50,6 +51,7 @@ STATUS_FOR_REASON: dict[Reason, int] = {
     Reason.BAD_TOKEN: 401,
     Reason.STALE_TIMESTAMP: 401,
     Reason.UNCONFIGURED: 503,
+    Reason.WEBSOCKET_MODE: 404,
     Reason.NO_ENCRYPT_KEY: 400,
 }
 

@@ -55,6 +55,7 @@ def _feishu_env(settings: Settings) -> dict[str, str]:
         "FEISHU_ENCRYPT_KEY": settings.feishu_encrypt_key.get_secret_value(),
         "FEISHU_VERIFICATION_TOKEN": settings.feishu_verification_token.get_secret_value(),
         "FEISHU_BASE_URL": settings.feishu_base_url,
+        "FEISHU_EVENT_MODE": settings.feishu_event_mode,
         "CHAT_ADMINS": ",".join(settings.chat_admins),
         "ADMIN_TOKEN": settings.admin_token.get_secret_value(),
     }
@@ -100,11 +101,13 @@ def _run(runtime: Runtime, *, use_sandbox: bool, sandbox_port: int, n_workers: i
         env["LOG_JSON"] = "false"
     if use_sandbox:
         supervisor.add("sandbox", [python, "-m", "bot.cli", "sandbox", "--port", str(sandbox_port),
-                                   "--webhook-url", webhook_url], env)
+                                   "--webhook-url", webhook_url, "--events", settings.feishu_event_mode], env)
     for i in range(n_workers or settings.workers):
         supervisor.add(f"worker-{i + 1}", [python, "-m", "bot.cli", "worker"], env)
     supervisor.add("cron", [python, "-m", "bot.cli", "cron"], env)
     supervisor.add("web", [python, *gunicorn_argv()], env)
+    if settings.feishu_event_mode == "websocket":  # events come over the long connection
+        supervisor.add("listener", [python, "-m", "bot.cli", "listen"], env)
     redis = runtime.embedded_redis
     if runtime.started_redis and redis is not None:  # ours: same socket or port, same data dir
         supervisor.watch("redis", redis.is_running, redis.start)
@@ -130,7 +133,9 @@ def summary(settings: Settings, base: str, sandbox: str | None, pong: bool | Non
         "",
         f"✓ Feishu Bridge is up on {base}",
         f"  Dashboard   {base}/  ({token}also /healthz, /metrics)",
-        "  Webhook     http(s)://<your public host>/webhook/event (event subscription request URL)",
+        "  Webhook     http(s)://<your public host>/webhook/event (event subscription request URL)"
+        if settings.feishu_event_mode == "webhook" else
+        "  Events      over Feishu's long connection (`listen`; no public URL needed)",
         f"  User login  open {base}/oauth/login ({how})",
         f"  Database    {_shown(settings.effective_database_url)}",
         f"  Redis       {_shown(settings.redis_url)}",

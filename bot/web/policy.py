@@ -13,6 +13,9 @@ MIN_ADMIN_TOKEN = 32  # long enough that online guessing (throttled) and offline
 EVENT_SECRETS_ERROR = (
     "set FEISHU_ENCRYPT_KEY or FEISHU_VERIFICATION_TOKEN (Developer Console → Events & Callbacks "
     "→ Encryption Strategy): without either, anyone can post forged events to /webhook/event")
+WEBSOCKET_MODE_ERROR = (
+    "FEISHU_EVENT_MODE=websocket: events arrive over the long connection (`feishu-bridge listen`), "
+    "not at this URL; set FEISHU_EVENT_MODE=webhook to receive them here")
 ADMIN_TOKEN_ERROR = (
     f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN} characters (it guards the dashboard, /rq and the "
     "REST API); generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
@@ -20,7 +23,8 @@ ADMIN_TOKEN_ERROR = (
 
 def webhook_unprotected(settings: Settings) -> bool:
     """True when no secret authenticates events: acceptable only against the local sandbox."""
-    return (not settings.sandbox_mode and not settings.feishu_encrypt_key.get_secret_value()
+    return (settings.feishu_event_mode == "webhook" and not settings.sandbox_mode
+            and not settings.feishu_encrypt_key.get_secret_value()
             and not settings.feishu_verification_token.get_secret_value())
 
 

@@ -8,6 +8,7 @@ with the right 4xx; authentic events of types we have no handler for are recorde
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import lark_oapi as lark
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from lark_oapi.adapter.flask import parse_req, parse_resp
 
+from bot.intake.accept import CARD_TOAST, Outcome, accept, answer_for
 from bot.intake.freshness import stale_reason
 from bot.intake.parse import (
     CONFIGURATION_REASONS,
@@ -28,12 +30,12 @@ from bot.intake.parse import (
     event_from_sdk,
     examine,
 )
-from bot.intake.recorder import Recorder, StorageUnavailable
+from bot.intake.recorder import Recorder
 from bot.intake.routes import HANDLED_TYPES
-from bot.metrics import EVENTS_DUPLICATE, EVENTS_RECEIVED, EVENTS_REJECTED, EVENTS_UNAVAILABLE
+from bot.metrics import EVENTS_REJECTED
 from bot.services import Services
 from bot.web import app_services
-from bot.web.policy import EVENT_SECRETS_ERROR, webhook_unprotected
+from bot.web.policy import EVENT_SECRETS_ERROR, WEBSOCKET_MODE_ERROR, webhook_unprotected
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,7 @@ MAX_BODY_BYTES = 1 << 20  # Feishu events are a few KiB; anything this big is no
 _JSON = {"Content-Type": "application/json"}
 _SUCCESS = ('{"code":0,"msg":"success"}', 200, _JSON)
 _DUPLICATE = ('{"code":0,"msg":"duplicate"}', 200, _JSON)
-# A card callback's answer is shown to the clicker; the work itself runs in a worker.
-_CARD_TOAST = ('{"toast":{"type":"info","content":"已收到，正在处理…"}}', 200, _JSON)
+_CARD_TOAST = (json.dumps(CARD_TOAST, ensure_ascii=False, separators=(",", ":")), 200, _JSON)
 
 
 @dataclass(frozen=True)
@@ -93,18 +94,13 @@ def _refuse(refusal: Refusal):
 
 
 def _accept(event: ParsedEvent, *, handled: bool):
-    try:
-        outcome = _intake().recorder.record(event, handled=handled)
-    except (StorageUnavailable, TimeoutError) as exc:
-        EVENTS_UNAVAILABLE.inc()
-        log.error("cannot record event receipt", extra={"event_id": event.event_id, "error": str(exc)})
+    outcome = accept(_intake().recorder, event, handled=handled)
+    if outcome is Outcome.UNAVAILABLE:
         # Not the sender's fault: 503 makes Feishu re-deliver once storage is back.
         return jsonify(code=503, msg="storage unavailable, retry later"), 503
-    if outcome.receipt_id is None:
-        EVENTS_DUPLICATE.labels(event.event_type).inc()
+    if outcome is Outcome.DUPLICATE:
         return _DUPLICATE
-    EVENTS_RECEIVED.labels(event.event_type).inc()
-    return _CARD_TOAST if event.event_type == "card.action.trigger" else _SUCCESS
+    return _CARD_TOAST if answer_for(event) is not None else _SUCCESS
 
 
 def _stale_timestamp(services: Services) -> Refusal | None:
@@ -122,6 +118,9 @@ def _stale_timestamp(services: Services) -> Refusal | None:
 def receive_event():
     services, intake = app_services(), _intake()
 
+    if services.settings.feishu_event_mode != "webhook":
+        # Only one way in: a URL nobody is meant to use is a door nobody watches.
+        return _refuse(Refusal(Reason.WEBSOCKET_MODE, WEBSOCKET_MODE_ERROR))
     if webhook_unprotected(services.settings):
         # Fail closed: with no secret to check, any POST could pose as an admin's message.
         return _refuse(Refusal(Reason.UNCONFIGURED, EVENT_SECRETS_ERROR))
