@@ -1,4 +1,5 @@
-"""The bridge's real processes for end-to-end tests: gunicorn web, RQ workers, cron."""
+"""The bridge's real processes for end-to-end tests: gunicorn web, RQ workers, cron, and (in
+websocket mode) long-connection listeners."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class BridgeStack:
     web_threads: int = 32
     workers: int = 2
     cron: bool = False
+    listeners: int = 0  # > 0: FEISHU_EVENT_MODE=websocket, with this many `listen` processes
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen] = field(default_factory=list)
@@ -57,6 +59,7 @@ class BridgeStack:
             "WEB_THREADS": str(self.web_threads),
             "LOG_LEVEL": "WARNING",
             "EVENT_RETRY_INTERVALS": "1,2,4",
+            "FEISHU_EVENT_MODE": "websocket" if self.listeners else "webhook",
         })
         env.update(self.extra_env)
         return env
@@ -78,14 +81,26 @@ class BridgeStack:
             if self.cron:
                 self._spawn([sys.executable, "-m", "bot.cli", "cron"], env, log)
             self._spawn([sys.executable, *gunicorn_argv()], env, log)
+            for _ in range(self.listeners):
+                self.start_listener()
             wait_http(f"{self.base_url}/healthz", timeout=ready_timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _spawn(self, argv: list[str], env: dict[str, str], log) -> None:
-        self.processes.append(processes.spawn(argv, env=env, stdout=log, stderr=log, cwd=ROOT))
+    def _spawn(self, argv: list[str], env: dict[str, str], log) -> subprocess.Popen:
+        process = processes.spawn(argv, env=env, stdout=log, stderr=log, cwd=ROOT)
+        self.processes.append(process)
+        return process
+
+    def start_listener(self) -> subprocess.Popen:
+        """One more `feishu-bridge listen` (also to replace one that was killed)."""
+        with open(self.workdir / "stack.log", "ab") as log:
+            return self._spawn([sys.executable, "-m", "bot.cli", "listen"], self.env(), log)
+
+    def listener_processes(self) -> list[subprocess.Popen]:
+        return [p for p in self.processes if p.args[-1] == "listen" and p.poll() is None]
 
     def log_text(self) -> str:
         path = self.workdir / "stack.log"

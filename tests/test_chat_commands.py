@@ -16,6 +16,7 @@ from bot.caches import store
 from bot.caches.sources import parse_source
 from bot.caches.sync import sync_source
 from bot.caches.visibility import parse_visibility
+from bot.chat.buttons import on_click
 from bot.models import ChatCommand
 from handlers.messages import on_message_receive
 from sandbox.seed import DEPARTMENTS, PEOPLE_COUNT, QUALITY_NODE
@@ -70,6 +71,15 @@ def test_sync_and_cache_commands(bot):
     assert button["value"] == {"action": "force_sync", "sources": ["quality"]}
     assert services.queues["default"].count == 1
 
+    # its button syncs in full, and the card is patched: the button is gone, the sync named
+    click = sender().envelope("card.action.trigger", {
+        "operator": {"open_id": DEFAULT_USER_OPEN_ID}, "action": {"value": button["value"]},
+        "context": {"open_chat_id": CHAT, "open_message_id": card.message_id}})
+    assert on_click(services, click) == "button force_sync: ok"
+    patched = json.loads(state.messages[card.message_id].content)
+    assert not [e for e in patched["elements"] if e["tag"] == "action"]
+    assert "已开始强制全量同步：quality" in patched["elements"][0]["text"]["content"]
+
     _, [reply] = run(services, state, "/sync nowhere")
     assert "未知数据源 'nowhere'" in json.loads(reply.content)["text"]
 
@@ -96,6 +106,7 @@ def test_sync_and_cache_commands(bot):
         ]
     assert audit == [
         ("sync", "ok"),
+        ("button force_sync", "ok"),
         ("sync", "usage"),
         ("cache", "ok"),
         ("cache", "ok"),
