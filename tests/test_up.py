@@ -17,6 +17,7 @@ import pytest
 
 from bot.processes.redis_server import EmbeddedRedis
 from bot.processes.up import SANDBOX_ADMIN_TOKEN
+from sandbox.seed import QUALITY_NODE
 from tests import processes
 from tests.logvault import VAULT
 from tests.servers import free_port
@@ -152,3 +153,59 @@ def test_readme_command_1_on_a_clean_clone(tmp_path):
             process.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_up_sandbox_over_the_long_connection_answers_ping_and_card_buttons(tmp_path):
+    """`up --sandbox --events websocket`: no webhook involved — /ping's pong and a card button's
+    toast and patched card all go over the long connection, through lark-oapi's client."""
+    port, sandbox_port = free_port(), free_port()
+    process = processes.spawn(
+        [sys.executable, "-m", "bot.cli", "up", "--sandbox", "--events", "websocket", "--port", str(port),
+         "--sandbox-port", str(sandbox_port), "--workers", "1"],
+        cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    try:
+        output = _read_until(process, ROUND_TRIP_OK, timeout=120)
+        VAULT.lines.append(output)
+        assert "over Feishu's long connection" in output and "/webhook/event" not in output
+        seen = httpx.get(f"{sandbox}/sandbox/long-connection", timeout=5).json()
+        assert seen["event_mode"] == "websocket" and len(seen["connections"]) == 1
+        attempts = httpx.get(f"{sandbox}/sandbox/deliveries", timeout=5).json()
+        assert attempts and {a["transport"] for a in attempts["items"]} == {"websocket"}, attempts
+
+        added = processes.run([sys.executable, "-m", "bot.cli", "sources", "add", QUALITY_NODE,
+                               "--name", "quality", "--kind", "wiki"], cwd=tmp_path, env=_clean_env(),
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+        assert added.returncode == 0, added.stdout
+        asked = httpx.post(f"{sandbox}/sandbox/chat", json={"text": "/sync quality"}, timeout=5).json()
+
+        def card() -> dict | None:
+            items = httpx.get(f"{sandbox}/sandbox/sent", params={"parent_id": asked["message_id"]},
+                              timeout=5).json()["items"]
+            return next((m for m in items if m["msg_type"] == "interactive"), None)
+
+        deadline = time.monotonic() + 60
+        while card() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        sync_card = card()
+        assert sync_card is not None, "no /sync card"
+        content = json.loads(sync_card["body"]["content"])
+        [button] = [a for e in content["elements"] if e["tag"] == "action" for a in e["actions"]]
+        clicked = httpx.post(f"{sandbox}/sandbox/card-action", timeout=30,
+                             json={"message_id": sync_card["message_id"], "value": button["value"]}).json()
+        assert clicked["transport"] == "websocket" and clicked["webhook_status"] == 200, clicked
+        assert clicked["answer"] == {"toast": {"type": "info", "content": "已收到，正在处理…"}}
+
+        def patched() -> bool:
+            versions = httpx.get(f"{sandbox}/sandbox/messages/{sync_card['message_id']}/history",
+                                 timeout=5).json()["versions"]
+            return len(versions) > 1 and not [e for e in versions[-1]["elements"] if e["tag"] == "action"]
+
+        deadline = time.monotonic() + 60
+        while not patched() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert patched(), "the card was not patched after the click"
+    finally:
+        code = _stop(process)
+    assert code == 0

@@ -1,0 +1,151 @@
+"""Issue 16 end to end: events over Feishu's long connection, through real `listen` processes
+(lark-oapi's client underneath), gunicorn, RQ workers and the sandbox's long-connection server.
+
+Each test runs its own sandbox in websocket mode (its own re-send schedule), and waits on
+conditions with generous deadlines; every process is stopped even when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from sandbox.events import message_receive
+from sandbox.server import start_in_thread
+from sandbox.state import SANDBOX_TENANT_KEY, SandboxConfig, SandboxState
+from tests.stack import BridgeStack
+
+pytestmark = pytest.mark.slow
+
+N_EVENTS = 1000
+
+
+@pytest.fixture
+def ws_sandbox() -> Iterator[tuple[str, SandboxState]]:
+    """A sandbox delivering over the long connection, re-sending on a compressed schedule that
+    still outlasts a listener's restart."""
+    server = start_in_thread(SandboxConfig(event_mode="websocket",
+                                           redelivery_schedule=(0.5, 1, 2, 4, 8, 16, 30)))
+    state: SandboxState = server.app.extensions["sandbox"]  # type: ignore[attr-defined]
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", state
+    finally:
+        state.sender.close()
+        server.shutdown()
+
+
+def _wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _open_connections(base_url: str) -> list[dict]:
+    return httpx.get(f"{base_url}/sandbox/long-connection", timeout=10).json()["connections"]
+
+
+def _knobs(base_url: str, **values) -> dict:
+    answer = httpx.post(f"{base_url}/sandbox/long-connection", json=values, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _say(state: SandboxState, i: int) -> str:
+    message = state.add_user_message(f"oc_chat_{i % 7}", f"ou_user_{i % 13}", json.dumps({"text": "/ping"}))
+    doc = state.sender.envelope("im.message.receive_v1",
+                                message_receive(message, chat_type="p2p", tenant_key=SANDBOX_TENANT_KEY),
+                                app_id=state.config.app_id, tenant_key=SANDBOX_TENANT_KEY)
+    state.sender.send(doc, encrypted=False)
+    return message.message_id
+
+
+def _pongs(state: SandboxState) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for m in list(state.bot_sent):
+        if m.parent_id:
+            counts[m.parent_id] = counts.get(m.parent_id, 0) + 1
+    return counts
+
+
+def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_sandbox, redis_url):
+    base_url, state = ws_sandbox
+    ping = 4
+    _knobs(base_url, ping_interval=ping)  # handed to the listener at discovery
+    stack = BridgeStack(tmp_path, f"sqlite:///{tmp_path / 'bridge.db'}", redis_url, base_url,
+                        workers=1, listeners=1, extra_env={"LOG_LEVEL": "INFO"}).start()
+    try:
+        [first] = _wait_for(lambda: _open_connections(base_url), 60, "the listener to connect")
+        _wait_for(lambda: _open_connections(base_url)[0]["pongs"] >= 1, 30, "a ping answered")
+        _knobs(base_url, answer_pings=False, connection=first["id"])
+        silenced = time.monotonic()
+
+        def replaced() -> dict | None:
+            fresh = [c for c in _open_connections(base_url) if c["id"] != first["id"]]
+            return fresh[0] if fresh else None
+
+        second = _wait_for(replaced, 10 * ping, "a new connection")
+        took = time.monotonic() - silenced
+        assert took < 2 * ping, f"replaced after {took:.1f} s; ping interval {ping} s"
+        assert first["id"] not in {c["id"] for c in _open_connections(base_url)}  # the old one closed
+        assert "long connection silent; replacing it" in stack.log_text()
+        # and events flow over the new one
+        asked = _say(state, 0)
+        _wait_for(lambda: _pongs(state).get(asked) == 1, 60, "the pong over the new connection")
+        assert second["answering_pings"]
+    finally:
+        stack.stop()
+
+
+def test_a_thousand_events_over_two_listeners_with_a_drop_and_a_kill_are_each_handled_once(
+        tmp_path, ws_sandbox, redis_url):
+    base_url, state = ws_sandbox
+    database_url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    stack = BridgeStack(tmp_path, database_url, redis_url, base_url, workers=2, listeners=2).start()
+    engine = create_engine(database_url)
+
+    def done() -> int:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM event_receipts WHERE status = 'done'")).scalar()
+
+    try:
+        _wait_for(lambda: len(_open_connections(base_url)) == 2, 60, "both listeners to connect")
+        messages: list[str] = []
+        for i in range(N_EVENTS):
+            messages.append(_say(state, i))
+            if i == 300:
+                [dropped] = _knobs(base_url, drop="any")["dropped"]
+            if i == 600:
+                victim = stack.listener_processes()[0]
+                os.kill(victim.pid, signal.SIGKILL)  # events in flight to it are never acknowledged
+                victim.wait(10)
+                stack.start_listener()
+            time.sleep(0.002)
+        assert state.sender.wait_idle(timeout=300)
+        _wait_for(lambda: done() == N_EVENTS, 300, "all receipts done", interval=0.5)
+
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM event_receipts")).scalar() == N_EVENTS
+        pongs = _pongs(state)
+        assert set(pongs) == set(messages) and set(pongs.values()) == {1}  # each handled exactly once
+        attempts = state.sender.attempts()
+        acked = {a.event_id for a in attempts if a.status == 200}
+        assert len(acked) == N_EVENTS
+        lost = [a for a in attempts if a.status != 200]
+        assert lost, "the drop and the kill cost no delivery: they did not happen mid-stream"
+        spread = {a.connection for a in attempts if a.status == 200}
+        assert len(spread) >= 3, spread  # two listeners, one of them reconnected, one restarted
+        assert dropped not in {c["id"] for c in _open_connections(base_url)}
+    finally:
+        stack.stop()
+        engine.dispose()
