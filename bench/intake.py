@@ -13,7 +13,11 @@ work per request: verify, decrypt, insert a receipt, enqueue a job). Two load sh
 Each load runs several rounds, alternating which app goes first, and reports medians: the
 machines here are noisy, and a single pair of runs can differ by a third.
 
+With --websocket the same loads also go over Feishu's long connection to one `listen` process
+(bench/ws_load.py): events/s and acknowledgement p50/p99, beside the webhook's figures.
+
 Usage: python bench/intake.py [--db sqlite|postgres] [--seconds 10] [--rounds 3] [--paced-rate 500]
+       [--websocket] [--thread-worker]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import ws_load  # noqa: E402
 from bot.processes.web import APP  # noqa: E402
 from sandbox.sender import EventSender, SenderConfig  # noqa: E402
 from sandbox.state import (  # noqa: E402
@@ -228,6 +233,9 @@ def main() -> None:
     parser.add_argument("--thread-worker", action="store_true",
                         help="also measure the bridge under gunicorn's thread worker (the web process "
                              "before issue 15), side by side")
+    parser.add_argument("--websocket", action="store_true",
+                        help="also push events over the long connection to one `listen` process "
+                             "(the same loads: in-flight windows for connections), side by side")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating bare/bridge rounds per load; the table shows medians")
     args = parser.parse_args()
@@ -262,6 +270,8 @@ def main() -> None:
     if args.thread_worker:
         threads = Gunicorn("bot.app:create_app()", env, work / "threads.log",
                            ("-k", "gthread", "--threads", str(effective.web_threads)))
+    listener = ws_load.Listener(env, ROOT, work / "listener.log") if args.websocket else None
+    ws_results: list[tuple[str, int, ws_load.WsResult]] = []
     try:
         for mode in args.modes.split(","):
             for c in connections:
@@ -299,6 +309,15 @@ def main() -> None:
                 if other:
                     print(f"{mode:6} c={c:<4} bridge under the thread worker {other.rps:8.0f} req/s "
                           f"p50 {other.p50_ms:6.1f} ms p99 {other.p99_ms:6.1f} ms", flush=True)
+                if listener:
+                    rounds = [ws_load.run(listener, f"{mode}{c}r{r}", args.seconds,
+                                          window=c if mode == "closed" else 0,
+                                          rate=0 if mode == "closed" else args.paced_rate)
+                              for r in range(args.rounds)]
+                    ws = ws_load.WsResult.median(rounds)
+                    ws_results.append((mode, c, ws))
+                    print(f"{mode:6} c={c:<4} long connection {ws.eps:8.0f} events/s p50 {ws.p50_ms:6.1f} ms "
+                          f"p99 {ws.p99_ms:6.1f} ms | errors {ws.errors}", flush=True)
                 print(f"{mode:6} c={c:<4} bare {ceiling.rps:8.0f} req/s p50 {ceiling.p50_ms:6.1f} ms "
                       f"p99 {ceiling.p99_ms:6.1f} ms | bridge {mine.rps:8.0f} req/s "
                       f"p50 {mine.p50_ms:6.1f} ms p99 {mine.p99_ms:6.1f} ms | "
@@ -306,6 +325,8 @@ def main() -> None:
                       f"socket errors {mine.errors} | receipts {recorded} of {mine.total_requests}",
                       flush=True)
     finally:
+        if listener:
+            listener.stop()
         bare.stop()
         bridge.stop()
         if threads:
@@ -329,6 +350,16 @@ def main() -> None:
         for mode, _, ours, _, other in results:
             print(f"| {mode} | {ours.connections} | {ours.rps:.0f} | {ours.p50_ms:.1f} / {ours.p99_ms:.1f} | "
                   f"{other.rps:.0f} | {other.p50_ms:.1f} / {other.p99_ms:.1f} | {ours.rps / other.rps:.2f} |")
+    if ws_results:
+        print("\n| load | conns (webhook) / events in flight (connection) | webhook req/s "
+              "| webhook ack p50 / p99 ms | long connection events/s | long connection ack p50 / p99 ms "
+              "| connection / webhook | connection errors |")
+        print("|---|---|---|---|---|---|---|---|")
+        webhook = {(mode, ours.connections): ours for mode, _, ours, _, _ in results}
+        for mode, c, ws in ws_results:
+            hook = webhook[(mode, c)]
+            print(f"| {mode} | {c} | {hook.rps:.0f} | {hook.p50_ms:.1f} / {hook.p99_ms:.1f} | {ws.eps:.0f} | "
+                  f"{ws.p50_ms:.1f} / {ws.p99_ms:.1f} | {ws.eps / hook.rps:.2f} | {ws.errors} |")
     shutil.rmtree(work, ignore_errors=True)
 
 
