@@ -6,16 +6,30 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from sandbox.control import bp as control_bp
-from sandbox.products import auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki
+from sandbox.products import (
+    auth,
+    authen,
+    bitable,
+    contract,
+    coze,
+    docx,
+    drive,
+    im,
+    messenger,
+    sheets,
+    wiki,
+    ws_endpoint,
+)
 from sandbox.state import SandboxConfig, SandboxState
+from sandbox.ws_control import bp as long_connection_bp
 
 
 def create_sandbox_app(config: SandboxConfig | None = None) -> Flask:
     state = SandboxState(config or SandboxConfig())
     app = Flask("feishu_sandbox")
     app.extensions["sandbox"] = state
-    products = (auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki)
-    for bp in (*(p.bp for p in products), control_bp):
+    products = (auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki, ws_endpoint)
+    for bp in (*(p.bp for p in products), control_bp, long_connection_bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)

@@ -22,6 +22,7 @@ def overview():
     return jsonify(
         app_id=st.config.app_id,
         webhook_url=st.config.webhook_url,
+        event_mode=st.event_mode,
         messages=len(st.messages),
         bot_sent=len(st.bot_sent),
         api_calls=len(st.api_calls),
@@ -58,9 +59,13 @@ def chat():
 @bp.post("/card-action")
 def click_card_button():
     """Click a button on a card the bot sent: {"message_id", "value"} (the button's value) and
-    optionally "user_open_id"; the bot receives `card.action.trigger`. Answers the webhook's
-    HTTP status. `"legacy": true` sends the click as an app configured with the legacy "message
-    card request URL" gets it instead (no schema; SHA-1 signature; `"encrypted"` optional)."""
+    optionally "user_open_id"; the bot receives `card.action.trigger` — at the webhook, or over
+    the long connection in websocket mode. Answers `webhook_status` (the HTTP status, or the
+    ack's code over the long connection) and `answer` (the toast / card the app answered with:
+    the webhook's body, or the ack's data). `"legacy": true` sends the click as an app
+    configured with the legacy "message card request URL" gets it instead (no schema; SHA-1
+    signature; `"encrypted"` optional) — always to the webhook: Feishu sends legacy card
+    callbacks over no long connection."""
     st = state()
     body = request.get_json(force=True, silent=True) or {}
     message = st.messages.get(str(body.get("message_id")))
@@ -85,7 +90,9 @@ def click_card_button():
     )
     encrypted = st.config.encrypt_events and bool(st.config.encrypt_key)
     attempt = st.sender.deliver_now(document, encrypted=encrypted)
-    return jsonify(event_id=document["header"]["event_id"], webhook_status=attempt.status)
+    return jsonify(event_id=document["header"]["event_id"], webhook_status=attempt.status,
+                   answer=_json_or_text(attempt.answer), transport=attempt.transport,
+                   connection=attempt.connection, error=attempt.error)
 
 
 @bp.post("/card-url-verification")
@@ -102,11 +109,15 @@ def legacy_card_challenge():
 
 
 def _legacy_answer(attempt, **extra):
+    return jsonify(webhook_status=attempt.status, webhook_answer=_json_or_text(attempt.answer), **extra)
+
+
+def _json_or_text(answer: str | None):
+    """An answer body as JSON when it is JSON (a toast, a card), else as it came (None: none)."""
     try:
-        answer = json.loads(attempt.answer or "")
+        return json.loads(answer or "")
     except ValueError:
-        answer = attempt.answer
-    return jsonify(webhook_status=attempt.status, webhook_answer=answer, **extra)
+        return answer
 
 
 @bp.get("/sent")

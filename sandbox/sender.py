@@ -1,7 +1,12 @@
-"""Delivers events to a webhook as Feishu does, re-delivering while the answer is not 200.
+"""Delivers events to the app as Feishu does, re-delivering while the answer is not 200.
 
 Feishu's own schedule after a non-200 answer is about 15 s, 5 min, 1 h and 6 h; tests pass a
 compressed schedule. Every attempt is logged so tests can count and inspect them.
+
+Two transports, as the app's subscription mode (订阅方式) says: `webhook` (an HTTP POST, optionally
+encrypted and signed) or `websocket` (the long connection, sandbox/ws_server.py: plain JSON to
+one connected client, its ack in place of the HTTP answer). Callers use `send`/`deliver_now`
+alike in both modes; the attempt log, re-delivery and `wait_idle` are shared.
 
 Also the legacy "message card request URL" (消息卡片请求网址) callbacks, which a new app should
 not use but an old one may still have configured: a different body (no schema) and a different
@@ -16,14 +21,19 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from sandbox.crypto import encrypt, sign
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from sandbox.ws_server import Delivery, LongConnectionServer
 
 FEISHU_REDELIVERY_SCHEDULE = (15.0, 300.0, 3600.0, 21600.0)
 
@@ -37,7 +47,10 @@ class Attempt:
     latency_ms: float
     error: str | None = None
     at: float = field(default_factory=time.time)
-    answer: str | None = None  # the webhook's response body (first 500 characters)
+    answer: str | None = None  # the webhook's response body (first 500 characters), or the
+    # long connection's ack data (JSON text: a card callback's toast / card)
+    transport: str = "webhook"  # or "websocket"
+    connection: str | None = None  # websocket: the connection the attempt went to
 
 
 @dataclass
@@ -48,11 +61,13 @@ class SenderConfig:
     redelivery_schedule: Sequence[float] = FEISHU_REDELIVERY_SCHEDULE
     timeout: float = 10.0
     threads: int = 8
+    event_mode: str = "webhook"  # or "websocket": the app's subscription mode
 
 
 class EventSender:
-    def __init__(self, config: SenderConfig) -> None:
+    def __init__(self, config: SenderConfig, long_connection: LongConnectionServer | None = None) -> None:
         self.config = config
+        self._long_connection = long_connection  # closed with the sender
         self._client = httpx.Client(timeout=config.timeout)
         self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="sender")
         self._lock = threading.Lock()
@@ -129,9 +144,36 @@ class EventSender:
         return self._post(label, body, headers, encrypted, 1)
 
     def deliver_now(self, document: dict[str, Any], *, encrypted: bool, attempt: int = 1) -> Attempt:
-        """One synchronous delivery attempt (no re-delivery)."""
+        """One synchronous delivery attempt (no re-delivery), over the mode's transport."""
+        if self._over_connection():
+            return self._log_push(document, attempt, self._push(document))
         body, headers = self.wire(document, encrypted=encrypted)
         return self._post(_event_id(document), body, headers, encrypted, attempt)
+
+    def _over_connection(self) -> bool:
+        return self.config.event_mode == "websocket" and self._long_connection is not None
+
+    def _push(self, document: dict[str, Any]) -> Future[Delivery]:
+        """Over the long connection events go as plain JSON: no encryption, no signature (the
+        SDK hands them to `_do_without_validation`)."""
+        assert self._long_connection is not None
+        payload = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        return self._long_connection.push(payload)
+
+    def _log_push(self, document: dict[str, Any], attempt: int, pushed: Future[Delivery]) -> Attempt:
+        """Wait for a push attempt's outcome and log it as an Attempt."""
+        assert self._long_connection is not None
+        try:
+            done = pushed.result(timeout=self._long_connection.ack_timeout + 30)
+            record = Attempt(_event_id(document), attempt, done.status, False, done.latency_ms,
+                             error=done.error, answer=done.answer, transport="websocket",
+                             connection=done.connection)
+        except Exception:  # the server shut down under it (cancelled), or it hung
+            record = Attempt(_event_id(document), attempt, None, False, 0.0, error="connection_lost",
+                             transport="websocket")
+        with self._lock:
+            self._attempts.append(record)
+        return record
 
     def _post(self, event_id: str, body: bytes, headers: dict[str, str], encrypted: bool,
               attempt: int) -> Attempt:
@@ -156,11 +198,20 @@ class EventSender:
             if self._closed:
                 return
             self._pending += 1
-        self._pool.submit(self._run, document, encrypted, attempt)
+        if self._over_connection():
+            # No thread waits for the ack: many events may be in flight at once, as with Feishu.
+            self._push(document).add_done_callback(
+                lambda pushed: self._finish(document, encrypted, attempt,
+                                            lambda: self._log_push(document, attempt, pushed)))
+        else:
+            self._pool.submit(self._finish, document, encrypted, attempt,
+                              lambda: self.deliver_now(document, encrypted=encrypted, attempt=attempt))
 
-    def _run(self, document: dict[str, Any], encrypted: bool, attempt: int) -> None:
+    def _finish(self, document: dict[str, Any], encrypted: bool, attempt: int,
+                deliver: Callable[[], Attempt]) -> None:
+        """Run one attempt, then schedule the next while it is not a 200 and the schedule lasts."""
         try:
-            result = self.deliver_now(document, encrypted=encrypted, attempt=attempt)
+            result = deliver()
             schedule = self.config.redelivery_schedule
             if result.status != 200 and attempt <= len(schedule):
                 self._schedule(document, encrypted, attempt + 1, schedule[attempt - 1])
@@ -214,6 +265,8 @@ class EventSender:
             timers = list(self._timers)
         for timer in timers:
             timer.cancel()
+        if self._long_connection is not None:
+            self._long_connection.close()  # fails the attempts in flight (connection_lost)
         self._pool.shutdown(wait=True)
         self._client.close()
 

@@ -19,6 +19,8 @@ from sandbox.contract import CONTRACT_CHAT_ID, ContractWorld
 from sandbox.coze import CozeWorld
 from sandbox.seed import seed, seed_documents
 from sandbox.sender import EventSender, SenderConfig
+from sandbox.ws_knobs import EVENT_MODES
+from sandbox.ws_server import LongConnectionServer
 
 SANDBOX_APP_ID = "cli_sandbox00000001"
 SANDBOX_APP_SECRET = "sandbox-app-secret-0001"
@@ -56,6 +58,10 @@ class SandboxConfig:
     encrypt_events: bool = True
     seed: int = 20220101
     contract_today: date | None = None  # last day of the seeded contract records (None: today)
+    # The app's subscription mode (Feishu's console: 订阅方式): events and card callbacks go to
+    # the webhook, or over the long connection to one connected client (docs/sandbox.md).
+    event_mode: str = "webhook"
+    ws_ack_timeout: float = 3.0  # Feishu re-sends what is not acknowledged within 3 s
 
 
 def churn_plan(value: Any) -> dict[str, int] | None:
@@ -217,14 +223,35 @@ class SandboxState:
         self.api_calls: list[dict[str, Any]] = []
         self.contract = ContractWorld(config.contract_today or date.today(), config.seed)
         self.coze = CozeWorld()
+        if config.event_mode not in EVENT_MODES:
+            raise ValueError(f"event_mode must be one of {', '.join(EVENT_MODES)}")
+        if config.ws_ack_timeout <= 0:
+            raise ValueError("ws_ack_timeout must be positive")
+        # Its own generator, from the same seed: the server picks clients on its own thread, a
+        # run's picks repeat for the same seed, and the state's own sequence of ids is unchanged.
+        self.long_connection = LongConnectionServer(rng=random.Random(f"long-connection:{config.seed}"),
+                                                    ack_timeout=config.ws_ack_timeout)
         self.sender = EventSender(
             SenderConfig(
                 webhook_url=config.webhook_url,
                 encrypt_key=config.encrypt_key,
                 verification_token=config.verification_token,
                 redelivery_schedule=config.redelivery_schedule,
-            )
+                event_mode=config.event_mode,
+            ),
+            long_connection=self.long_connection,
         )
+
+    @property
+    def event_mode(self) -> str:
+        """Where `sender.send` / `deliver_now` deliver: "webhook" or "websocket"."""
+        return self.sender.config.event_mode
+
+    @event_mode.setter
+    def event_mode(self, mode: str) -> None:
+        if mode not in EVENT_MODES:
+            raise ValueError(f"event_mode must be one of {', '.join(EVENT_MODES)}")
+        self.sender.config.event_mode = mode
 
     def _seed(self) -> None:
         self.apps, self.wiki_nodes = seed()
@@ -382,3 +409,7 @@ class SandboxState:
             self.contract = ContractWorld(self.contract.today, self.config.seed, _records=records,
                                           _times=self.contract._times)
             self.coze = CozeWorld()
+            # The subscription mode and long-connection knobs go back to the configured ones;
+            # connected clients stay connected (they are the bridge's, not the sandbox's).
+            self.event_mode = self.config.event_mode
+            self.long_connection.reset_knobs()

@@ -38,6 +38,11 @@ def _headers(frame: Frame) -> dict[str, str]:
     return {h.key: h.value for h in frame.headers}
 
 
+def header(frame: Frame, key: str) -> str | None:
+    """One header's value (None when the frame has no such header), e.g. a control frame's type."""
+    return _headers(frame).get(key)
+
+
 def _frame(method: int, service_id: int, headers: dict[str, str], payload: bytes = b"") -> Frame:
     frame = Frame(SeqID=0, LogID=0, service=service_id, method=method, payload=payload)
     for key, value in headers.items():

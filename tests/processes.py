@@ -18,7 +18,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,19 @@ def begin(test_id: str) -> str:
     global _owner
     _owner = f"{RUN_ID}/{uuid.uuid5(uuid.NAMESPACE_URL, test_id).hex[:12]}"
     return _owner
+
+
+@contextlib.contextmanager
+def owned_by(name: str) -> Iterator[str]:
+    """Processes spawned inside belong to `name` (a module- or session-scoped fixture's), not to
+    the test being set up: the fixture stops them itself with `stop_owned(owner)` when it is torn
+    down, and the session's end kills any left (their mark still starts with RUN_ID)."""
+    global _owner
+    previous, _owner = _owner, f"{RUN_ID}/{name}"
+    try:
+        yield _owner
+    finally:
+        _owner = previous
 
 
 def spawn(argv: Sequence[str], *, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:
