@@ -79,12 +79,19 @@ def _pongs(state: SandboxState) -> dict[str, int]:
 
 
 def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_sandbox, redis_url):
+    """Also: a stalled endpoint discovery times out (the SDK's own call waits forever) and is
+    retried; the metrics say what happened; SIGTERM stops the listener cleanly."""
     base_url, state = ws_sandbox
     ping = 4
     _knobs(base_url, ping_interval=ping)  # handed to the listener at discovery
+    httpx.post(f"{base_url}/sandbox/faults", json={"stall": 1.0, "stall_seconds": 30}).raise_for_status()
     stack = BridgeStack(tmp_path, f"sqlite:///{tmp_path / 'bridge.db'}", redis_url, base_url,
-                        workers=1, listeners=1, extra_env={"LOG_LEVEL": "INFO"}).start()
+                        workers=1, listeners=1,
+                        extra_env={"LOG_LEVEL": "INFO", "WS_DISCOVERY_TIMEOUT_SECONDS": "1"}).start()
     try:
+        _wait_for(lambda: "cannot open the long connection" in stack.log_text(), 60, "discovery to time out")
+        assert "Timeout" in stack.log_text()
+        httpx.post(f"{base_url}/sandbox/faults", json={"stall": 0.0}).raise_for_status()
         [first] = _wait_for(lambda: _open_connections(base_url), 60, "the listener to connect")
         _wait_for(lambda: _open_connections(base_url)[0]["pongs"] >= 1, 30, "a ping answered")
         _knobs(base_url, answer_pings=False, connection=first["id"])
@@ -103,6 +110,18 @@ def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_
         asked = _say(state, 0)
         _wait_for(lambda: _pongs(state).get(asked) == 1, 60, "the pong over the new connection")
         assert second["answering_pings"]
+
+        metrics = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
+        assert "feishu_ws_connected 1.0" in metrics
+        assert 'feishu_ws_reconnects_total{reason="silent"} 1.0' in metrics
+        assert 'feishu_ws_reconnects_total{reason="connect_failed"}' in metrics
+        assert "feishu_ws_last_frame_age_seconds" in metrics
+
+        [listener] = stack.listener_processes()
+        listener.send_signal(signal.SIGTERM)
+        assert listener.wait(30) == 0
+        _wait_for(lambda: not _open_connections(base_url), 30, "the connection to close")
+        assert "listener stopped" in stack.log_text()
     finally:
         stack.stop()
 
