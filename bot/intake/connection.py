@@ -103,11 +103,12 @@ class LongConnection(sdk.Client):
         failures = 0
         try:
             while not self._stopping.is_set():
+                opened = self.connections
                 reason = await self._connect_and_serve()
                 if reason == "stopped":
                     break
-                if reason == "closed" and self.connections:
-                    failures = 0  # a connection that was up and then closed: dial back quickly
+                if self.connections > opened:
+                    failures = 0  # it was up, then lost: dial back quickly, not after old failures
                 WS_RECONNECTS.labels(reason).inc()
                 delay = reconnect_delay(failures, self._reconnect_cap, self._rng)
                 failures += 1
