@@ -168,3 +168,20 @@ def test_a_thousand_events_over_two_listeners_with_a_drop_and_a_kill_are_each_ha
     finally:
         stack.stop()
         engine.dispose()
+
+
+def test_a_refused_connection_is_logged_and_retried_not_fatal(tmp_path, ws_sandbox, redis_url):
+    """Feishu refuses the app (here a wrong secret): the listener says so and keeps trying with
+    backoff — the SDK would raise, and a crash-looping process hides the reason."""
+    base_url, _ = ws_sandbox
+    stack = BridgeStack(tmp_path, f"sqlite:///{tmp_path / 'bridge.db'}", redis_url, base_url, workers=0,
+                        listeners=1, extra_env={"FEISHU_APP_SECRET": "not-the-secret"}).start()
+    try:
+        _wait_for(lambda: stack.log_text().count("Feishu refused the long connection") >= 2, 60,
+                  "two refusals")
+        assert stack.listener_processes(), "the listener exited"
+        assert "not-the-secret" not in stack.log_text()
+        metrics = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
+        assert 'feishu_ws_reconnects_total{reason="refused"}' in metrics
+    finally:
+        stack.stop()

@@ -125,7 +125,7 @@ class LongConnection(sdk.Client):
         try:
             await self._dial()
         except ClientException as exc:  # Feishu refused us: credentials, 50-connection limit
-            log.error("Feishu refused the long connection", extra={"code": exc.code, "msg": exc.msg})
+            log.error("Feishu refused the long connection", extra={"error": str(exc)})
             return "refused"
         except Exception as exc:  # network, timeout, a server error: worth trying again
             log.warning("cannot open the long connection", extra={"error": f"{type(exc).__name__}: {exc}"})
