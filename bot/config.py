@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # SDK sets none), how many ping intervals without a single frame mean the connection is dead,
     # the longest wait between reconnects, and threads recording events.
     ws_discovery_timeout_seconds: float = Field(default=10.0, gt=0)
-    ws_liveness_intervals: float = Field(default=1.5, ge=1.1, le=2.0)
+    ws_liveness_intervals: float = Field(default=1.5, ge=1.1, le=1.8)  # + the check period < 2
     ws_reconnect_max_seconds: float = Field(default=60.0, gt=0)
     ws_threads: int = Field(default=16, ge=1)
 

@@ -67,10 +67,12 @@ def register_secrets(values: Iterable[str | None]) -> None:
             _pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
-# Credentials that travel in URLs (the OAuth callback's code, tokens in query strings): masked
+# Credentials that travel in URLs (the OAuth callback's code, tokens in query strings, the long
+# connection's access_key and ticket): masked
 # in every line whether or not anyone registered them.
 _URL_CREDENTIAL = re.compile(
-    r"(?P<key>[?&](?:code|state|access_token|refresh_token|token|client_secret)=)[^&\s\"']+"
+    r"(?P<key>[?&](?:code|state|access_token|refresh_token|token|client_secret|access_key|ticket)=)"
+    r"[^&\s\"']+"
 )
 
 

@@ -93,11 +93,26 @@ def retry_policy(intervals: list[int]) -> Retry:
 
 
 def job_is_live(connection: Redis, job_id: str | None) -> bool:
-    """Whether the job will still run (or is running). What Redis says is not enough after a
-    Redis restart replays its append-only file: a job dequeued just before Redis died is
-    `queued` but on no queue, and a job whose worker is gone stays `started` until RQ's
-    maintenance (every 10 minutes) notices. Both would hold their work back that long, so a
-    queued job must be on its queue and a started one held by a worker that still exists."""
+    """Whether Redis says the job is waiting or running (what `enqueue_once` trusts: a job a
+    worker has just taken off its queue is still `queued` for a moment, and must not be queued
+    again under the same id)."""
+    if not job_id:
+        return False
+    try:
+        status = Job.fetch(job_id, connection=connection).get_status()
+    except NoSuchJobError:
+        return False
+    return status in WAITING_JOB_STATES or status in (JobStatus.QUEUED, JobStatus.STARTED)
+
+
+def job_will_run(connection: Redis, job_id: str | None) -> bool:
+    """Whether the job will still run (or is running), for the sweeper. What Redis says is not
+    enough after a Redis restart replays its append-only file: a job dequeued just before Redis
+    died is `queued` but on no queue, and a job whose worker is gone stays `started` until RQ's
+    maintenance (every 10 minutes) notices — holding their receipts back that long. So a queued
+    job must be on its queue and a started one held by a worker that still exists. A job caught
+    between dequeue and start looks dead for a moment: re-queuing its receipts then is harmless,
+    since each receipt is claimed atomically."""
     if not job_id:
         return False
     try:
@@ -106,7 +121,7 @@ def job_is_live(connection: Redis, job_id: str | None) -> bool:
         return False
     status = job.get_status()
     if status == JobStatus.QUEUED:
-        return connection.lpos(Queue(job.origin, connection=connection).key, job.id) is not None
+        return Queue(job.origin, connection=connection).get_job_position(job.id) is not None
     if status == JobStatus.STARTED:
         return _held_by_a_worker(connection, job)
     return status in WAITING_JOB_STATES

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
 from bot.cli.main import main
 from bot.config import Settings
+from tests import processes
 
 SECRET = "app-secret-value-9f8e7d6c"
 ENCRYPT = "encrypt-key-value-1a2b3c4d"
@@ -153,7 +157,20 @@ def test_config_check_explains_the_event_mode_and_listen_refuses_the_wrong_one(t
     assert doc["settings"]["FEISHU_EVENT_MODE"] == "websocket"
     # over the long connection the app secret authenticates; no event secrets are needed
     assert "FEISHU_ENCRYPT_KEY" not in doc["missing_for_real_feishu"] and doc["errors"] == []
-    refused = CliRunner().invoke(main, ["--env-file", str(tmp_path / "none.env"), "listen"],
-                                 env=_env(VAR_DIR=str(tmp_path / "var")))
-    assert refused.exit_code == 1 and "FEISHU_EVENT_MODE=websocket" in refused.output
-    assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1
+
+def test_listen_in_webhook_mode_says_so_and_idles_until_stopped(tmp_path):
+    """A Procfile runner stops everything when one process exits: in webhook mode `listen` names
+    the setting to change and idles; SIGTERM ends it cleanly."""
+    env = {**_env(VAR_DIR=str(tmp_path / "var")), processes.MARK: processes._owner}
+    listener = processes.spawn([sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"),
+                                "listen"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        line = listener.stderr.readline()
+        assert "FEISHU_EVENT_MODE is webhook" in line and "FEISHU_EVENT_MODE=websocket" in line
+        assert listener.poll() is None
+        listener.send_signal(signal.SIGTERM)
+        assert listener.wait(30) == 0
+        assert "Traceback" not in listener.stderr.read()
+    finally:
+        if listener.poll() is None:
+            listener.kill()

@@ -13,7 +13,7 @@ from bot.intake import receipts
 from bot.intake.parse import ParsedEvent
 from bot.intake.schedule import enqueue_events
 from bot.models import EventReceipt, utcnow
-from bot.queue import job_is_live
+from bot.queue import job_is_live, job_will_run
 from jobs.events import sweep_receipts
 from tests.helpers import sender, text_message_event
 
@@ -180,7 +180,8 @@ def test_sweeper_requeues_receipts_a_redis_restart_stranded(services, sandbox, r
             conn.execute(update(EventReceipt).where(EventReceipt.id == receipt_id).values(**values))
 
     assert sweep_receipts() == 3
-    assert not job_is_live(redis_conn, jobs["orphaned"].id) and job_is_live(redis_conn, jobs["held"].id)
+    assert not job_will_run(redis_conn, jobs["orphaned"].id) and job_will_run(redis_conn, jobs["held"].id)
+    assert job_is_live(redis_conn, jobs["dequeued"].id)  # what enqueue_once trusts: not queued twice
     _work(services)
     with services.sessions() as session:
         statuses = dict(session.execute(select(EventReceipt.id, EventReceipt.status)).all())

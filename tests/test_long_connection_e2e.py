@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -20,7 +21,8 @@ from sqlalchemy import create_engine, text
 from sandbox.events import message_receive
 from sandbox.server import start_in_thread
 from sandbox.state import SANDBOX_TENANT_KEY, SandboxConfig, SandboxState
-from tests.stack import BridgeStack
+from tests import processes
+from tests.stack import ROOT, BridgeStack
 
 pytestmark = pytest.mark.slow
 
@@ -174,8 +176,17 @@ def test_a_refused_connection_is_logged_and_retried_not_fatal(tmp_path, ws_sandb
     """Feishu refuses the app (here a wrong secret): the listener says so and keeps trying with
     backoff — the SDK would raise, and a crash-looping process hides the reason."""
     base_url, _ = ws_sandbox
+    # the web app reads the metrics directory a standalone `listen` picks for itself (var/metrics):
+    # its metrics must reach /metrics with no PROMETHEUS_MULTIPROC_DIR set for it (as in a Procfile)
     stack = BridgeStack(tmp_path, f"sqlite:///{tmp_path / 'bridge.db'}", redis_url, base_url, workers=0,
-                        listeners=1, extra_env={"FEISHU_APP_SECRET": "not-the-secret"}).start()
+                        extra_env={"FEISHU_APP_SECRET": "not-the-secret",
+                                   "PROMETHEUS_MULTIPROC_DIR": str((tmp_path / "var" / "metrics").resolve())})
+    stack.start()
+    env = {k: v for k, v in stack.env().items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    with open(tmp_path / "stack.log", "ab") as log:
+        stack.processes.append(processes.spawn([sys.executable, "-m", "bot.cli", "listen"], cwd=ROOT,
+                                               env={**env, "FEISHU_EVENT_MODE": "websocket"},
+                                               stdout=log, stderr=log))
     try:
         _wait_for(lambda: stack.log_text().count("Feishu refused the long connection") >= 2, 60,
                   "two refusals")

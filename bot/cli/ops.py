@@ -185,27 +185,41 @@ def listen(ctx: click.Context) -> None:
     No public URL needed: this process dials out to Feishu, records each event as the webhook
     would and acknowledges it once recorded. Run 1–3 of them: Feishu delivers each event to one
     connected listener and re-sends what is not acknowledged within 3 s. Stops on SIGTERM/Ctrl-C
-    after finishing the events in flight.
+    after finishing the events in flight. In webhook mode it says so and idles.
     """
     from bot.logs import configure_logging
-    from bot.processes.listener import run_listener
     from bot.processes.runtime import prepare
 
     settings = settings_of(ctx)
     if settings.feishu_event_mode != "websocket":
-        raise click.ClickException(
-            "FEISHU_EVENT_MODE is webhook: Feishu sends events to one subscription mode; set "
-            "FEISHU_EVENT_MODE=websocket (and choose the long connection in the app's console) to listen")
+        # Idle rather than exit: a Procfile runner (honcho, foreman) stops every process when one
+        # exits, and the Procfile lists `listener` for both modes.
+        click.echo("listen: FEISHU_EVENT_MODE is webhook, so events arrive at /webhook/event; set "
+                   "FEISHU_EVENT_MODE=websocket (and choose the long connection in the app's console) to "
+                   "listen. Idling until stopped.", err=True)
+        _idle_until_stopped()
+        return
     if not settings.feishu_app_id or not settings.feishu_app_secret.get_secret_value():
         raise click.ClickException("FEISHU_APP_ID and FEISHU_APP_SECRET are needed to open the long "
                                    "connection; run `feishu-bridge config check`")
     require_current_url(settings.effective_database_url)
-    runtime = prepare(settings)
+    runtime = prepare(settings)  # sets the metrics directory: before anything imports bot.metrics
     configure_logging(runtime.settings)
+    from bot.processes.listener import run_listener
+
     try:
         run_listener(runtime.settings)
     finally:
         runtime.shutdown()
+
+
+def _idle_until_stopped() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    while True:
+        signal.pause()
 
 
 @click.command()

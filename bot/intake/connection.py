@@ -27,6 +27,7 @@ import contextlib
 import http
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 import websockets
+from lark_oapi.core.enum import LogLevel
 from lark_oapi.core.json import JSON
 from lark_oapi.ws import client as sdk
 from lark_oapi.ws.const import (
@@ -71,7 +73,9 @@ class LongConnection(sdk.Client):
                  discovery_timeout: float = 10.0, liveness_intervals: float = 1.5,
                  reconnect_cap: float = 60.0, threads: int = 16,
                  rng: random.Random | None = None) -> None:
-        super().__init__(app_id, app_secret, domain=domain, auto_reconnect=False)
+        # WARNING: the SDK's own INFO lines print the connection URL, whose query holds the
+        # connection's access key and ticket (masked anyway by bot.logs, like every URL credential).
+        super().__init__(app_id, app_secret, domain=domain, auto_reconnect=False, log_level=LogLevel.WARNING)
         self._on_payload = on_payload
         self._discovery_timeout = discovery_timeout
         self._liveness_intervals = liveness_intervals
@@ -83,6 +87,8 @@ class LongConnection(sdk.Client):
         self._stopping: asyncio.Event | None = None
         self._lost: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested = threading.Event()  # a stop that comes before `run()` has a loop
+        self._opened_at = 0.0
         self.connections = 0  # successful connects so far (tests and the status line read it)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -94,12 +100,15 @@ class LongConnection(sdk.Client):
 
     def stop(self) -> None:
         """Thread- and signal-safe: ask `run()` to finish."""
+        self._stop_requested.set()
         if self._loop is not None and self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping, self._lost = asyncio.Event(), asyncio.Event()
+        if self._stop_requested.is_set():
+            self._stopping.set()
         failures = 0
         try:
             while not self._stopping.is_set():
@@ -107,18 +116,29 @@ class LongConnection(sdk.Client):
                 reason = await self._connect_and_serve()
                 if reason == "stopped":
                     break
-                if self.connections > opened:
-                    failures = 0  # it was up, then lost: dial back quickly, not after old failures
+                if self.connections > opened and time.monotonic() - self._opened_at >= self._ping_interval:
+                    # it served a while, then was lost: dial back quickly, not after old failures
+                    # (one closed at once, e.g. refused after the handshake, keeps backing off)
+                    failures = 0
                 WS_RECONNECTS.labels(reason).inc()
                 delay = reconnect_delay(failures, self._reconnect_cap, self._rng)
                 failures += 1
                 log.warning("long connection lost; reconnecting",
                             extra={"reason": reason, "delay_s": round(delay, 2)})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                await self._back_off(delay)
         finally:
             WS_CONNECTED.set(0)
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _back_off(self, delay: float) -> None:
+        """Wait `delay` seconds (or until stopped), keeping the frame-age gauge moving: a listener
+        that cannot connect is exactly when its age matters."""
+        assert self._stopping is not None
+        until = time.monotonic() + delay
+        while (left := until - time.monotonic()) > 0 and not self._stopping.is_set():
+            WS_LAST_FRAME_AGE.set(time.monotonic() - self._last_frame_at)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), min(left, 5.0))
 
     async def _connect_and_serve(self) -> str:
         """One connection's life; returns why it ended (a reconnect reason, or "stopped")."""
@@ -131,18 +151,24 @@ class LongConnection(sdk.Client):
             log.warning("cannot open the long connection", extra={"error": f"{type(exc).__name__}: {exc}"})
             return "connect_failed"
         self.connections += 1
+        self._opened_at = time.monotonic()
         WS_CONNECTED.set(1)
         log.info("long connection open", extra={"conn_id": self._conn_id, "ping_s": self._ping_interval})
         receiver = asyncio.create_task(self._receive_frames())
         pinger = asyncio.create_task(self._ping_forever())
+        reason = "stopped"
         try:
-            return await self._watch()
+            reason = await self._watch()
+            return reason
         finally:
             WS_CONNECTED.set(0)
             receiver.cancel()
             pinger.cancel()
-            if self._stopping.is_set():
+            if reason == "stopped":
                 await self._drain()
+            else:  # a dead peer would hold a graceful close (and the SDK's write lock) for seconds
+                with contextlib.suppress(Exception):
+                    self._conn.transport.abort()
             await self._disconnect()
 
     async def _watch(self) -> str:
@@ -176,6 +202,7 @@ class LongConnection(sdk.Client):
         url = await asyncio.wait_for(self._loop.run_in_executor(None, self._get_conn_url),
                                      self._discovery_timeout + 1)
         query = parse_qs(urlparse(url).query)
+        conn_id, service_id = query[DEVICE_ID][0], query[SERVICE_ID][0]  # before a socket is open
         try:
             conn = await asyncio.wait_for(
                 websockets.connect(url, **sdk._ws_connect_kwargs(self._connection_headers)),
@@ -184,7 +211,7 @@ class LongConnection(sdk.Client):
             sdk._parse_ws_conn_exception(exc)  # raises Feishu's refusal as Client/ServerException
             raise
         self._conn, self._conn_url = conn, url
-        self._conn_id, self._service_id = query[DEVICE_ID][0], query[SERVICE_ID][0]
+        self._conn_id, self._service_id = conn_id, service_id
         self._last_frame_at = time.monotonic()
         self._lost.clear()
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from bot.intake import receipts
 from bot.intake.schedule import MAX_EVENTS_PER_JOB, enqueue_events, new_event_job_id
-from bot.queue import QueueName, job_is_live
+from bot.queue import QueueName, job_will_run
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def sweep_receipts(services: Services, grace_seconds: int = 30) -> int:
     live: dict[str | None, bool] = {}
     orphans = [
         receipt_id for receipt_id, job_id in stuck
-        if not live.setdefault(job_id, job_is_live(queue.connection, job_id))
+        if not live.setdefault(job_id, job_will_run(queue.connection, job_id))
     ]
     for start in range(0, len(orphans), MAX_EVENTS_PER_JOB):
         chunk = orphans[start:start + MAX_EVENTS_PER_JOB]

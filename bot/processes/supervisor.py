@@ -183,6 +183,7 @@ class Supervisor:
                 self._died(child, code)
 
     def _died(self, child: Child, code: int) -> None:
+        _forget_live_gauges(child)
         if time.monotonic() - child.started_at >= self.stable_seconds:
             child.failures = 0
         child.failures += 1
@@ -261,3 +262,13 @@ def prefix_for(name: str, width: int, colour: str) -> bytes:
     """`web      | ` in the child's colour (the Procfile convention)."""
     return f"\x1b[{colour}m{name.ljust(width)} |\x1b[0m ".encode()
 
+
+def _forget_live_gauges(child: Child) -> None:
+    """A child killed outright never marks its metrics dead: its `live*` gauges (e.g. a listener's
+    `feishu_ws_connected`) would keep counting in /metrics. gunicorn's workers get the same from
+    `child_exit` (gunicorn_conf.py)."""
+    directory = child.env.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and child.process is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(child.process.pid, directory)
