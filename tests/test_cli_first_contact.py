@@ -40,6 +40,7 @@ NOT_ABOUT_THE_DATABASE = {
     "export login": "needs no database: the browser fails",
     "config check": "no event secret is set: an error (web and up refuse to start), no database needed",
     "web": "refuses to start without an event secret before it opens the database",
+    "listen": "FEISHU_EVENT_MODE is webhook: it names the setting before it opens the database",
 }
 # Only these create the database (that is what they are for); every other command leaves an
 # empty directory without a database file.

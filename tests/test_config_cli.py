@@ -6,12 +6,15 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from bot.cli.main import main
 from bot.config import Settings
 from tests import processes
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SECRET = "app-secret-value-9f8e7d6c"
 ENCRYPT = "encrypt-key-value-1a2b3c4d"
@@ -158,12 +161,20 @@ def test_config_check_explains_the_event_mode_and_listen_refuses_the_wrong_one(t
     # over the long connection the app secret authenticates; no event secrets are needed
     assert "FEISHU_ENCRYPT_KEY" not in doc["missing_for_real_feishu"] and doc["errors"] == []
 
-def test_listen_in_webhook_mode_says_so_and_idles_until_stopped(tmp_path):
-    """A Procfile runner stops everything when one process exits: in webhook mode `listen` names
-    the setting to change and idles; SIGTERM ends it cleanly."""
+def test_listen_in_webhook_mode_refuses_in_one_line_or_idles_for_the_procfile(tmp_path):
+    """By hand, `listen` in webhook mode names the setting to change and exits 1. The Procfile's
+    line (`--idle-in-webhook-mode`) says the same and idles — a Procfile runner stops everything
+    when one process exits — until SIGTERM ends it cleanly."""
+    refused = CliRunner().invoke(main, ["--env-file", str(tmp_path / "none.env"), "listen"],
+                                 env=_env(VAR_DIR=str(tmp_path / "var")))
+    assert refused.exit_code == 1 and "FEISHU_EVENT_MODE=websocket" in refused.output
+    assert "Traceback" not in refused.output and len(refused.output.strip().splitlines()) == 1
+    assert "listen --idle-in-webhook-mode" in (ROOT / "Procfile").read_text()
+
     env = {**_env(VAR_DIR=str(tmp_path / "var")), processes.MARK: processes._owner}
-    listener = processes.spawn([sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"),
-                                "listen"], env=env, stderr=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-m", "bot.cli", "--env-file", str(tmp_path / "none.env"), "listen",
+            "--idle-in-webhook-mode"]
+    listener = processes.spawn(argv, env=env, stderr=subprocess.PIPE, text=True)
     try:
         line = listener.stderr.readline()
         assert "FEISHU_EVENT_MODE is webhook" in line and "FEISHU_EVENT_MODE=websocket" in line

@@ -178,25 +178,28 @@ def cron(ctx: click.Context) -> None:
 
 
 @click.command()
+@click.option("--idle-in-webhook-mode", is_flag=True,
+              help="In webhook mode, say so and idle until stopped instead of exiting (the Procfile's "
+                   "`listener` line: honcho and foreman stop every process when one exits).")
 @click.pass_context
-def listen(ctx: click.Context) -> None:
+def listen(ctx: click.Context, idle_in_webhook_mode: bool) -> None:
     """Receive events over Feishu's long connection (FEISHU_EVENT_MODE=websocket).
 
     No public URL needed: this process dials out to Feishu, records each event as the webhook
     would and acknowledges it once recorded. Run 1–3 of them: Feishu delivers each event to one
     connected listener and re-sends what is not acknowledged within 3 s. Stops on SIGTERM/Ctrl-C
-    after finishing the events in flight. In webhook mode it says so and idles.
+    after finishing the events in flight.
     """
     from bot.logs import configure_logging
     from bot.processes.runtime import prepare
 
     settings = settings_of(ctx)
     if settings.feishu_event_mode != "websocket":
-        # Idle rather than exit: a Procfile runner (honcho, foreman) stops every process when one
-        # exits, and the Procfile lists `listener` for both modes.
-        click.echo("listen: FEISHU_EVENT_MODE is webhook, so events arrive at /webhook/event; set "
-                   "FEISHU_EVENT_MODE=websocket (and choose the long connection in the app's console) to "
-                   "listen. Idling until stopped.", err=True)
+        why = ("FEISHU_EVENT_MODE is webhook, so events arrive at /webhook/event; set FEISHU_EVENT_MODE="
+               "websocket (and choose the long connection in the app's console) to listen")
+        if not idle_in_webhook_mode:
+            raise click.ClickException(why)
+        click.echo(f"listen: {why}. Idling until stopped.", err=True)
         _idle_until_stopped()
         return
     if not settings.feishu_app_id or not settings.feishu_app_secret.get_secret_value():
