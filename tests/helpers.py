@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sandbox.crypto import encrypt
 from sandbox.sender import EventSender, SenderConfig
-from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN
+from sandbox.server import start_in_thread
+from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN, SandboxConfig, SandboxState
 
 
 def sender(encrypt_key: str = SANDBOX_ENCRYPT_KEY, token: str = SANDBOX_VERIFICATION_TOKEN) -> EventSender:
@@ -44,3 +48,29 @@ EVERY_FAULT = {"rate_limit": 0.03, "server_error": 0.03, "html_502": 0.03, "rese
                "throttle_chat": 0.2, "throttle_tenant": 0.1, "recall_cards": 0.5,
                "html_502_count": 1, "reset_count": 1, "throttle_chat_count": 1, "throttle_tenant_count": 1,
                "paging_churn": {"add": 2, "delete": 2, "pages": 20}}
+
+
+@contextmanager
+def running_sandbox(config: SandboxConfig) -> Iterator[tuple[str, SandboxState]]:
+    """A sandbox of a test's own (its own mode, re-send schedule, ack timeout), stopped after."""
+    server = start_in_thread(config)
+    state: SandboxState = server.app.extensions["sandbox"]  # type: ignore[attr-defined]
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", state
+    finally:
+        state.sender.close()
+        server.shutdown()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1,
+               state: Callable[[], object] | None = None):
+    """Poll until `predicate` is truthy (returning its value); else fail naming what was awaited
+    and, if given, the state that explains why."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                         + (f"; state: {state()}" if state else ""))

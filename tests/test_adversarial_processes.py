@@ -32,6 +32,7 @@ from sandbox.events import message_receive
 from sandbox.sender import EventSender, SenderConfig
 from sandbox.state import SANDBOX_ENCRYPT_KEY, SANDBOX_TENANT_KEY, SANDBOX_VERIFICATION_TOKEN
 from tests import processes
+from tests.helpers import wait_until
 from tests.servers import free_port
 from tests.stack import BridgeStack
 
@@ -42,18 +43,6 @@ RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 def _env() -> dict[str, str]:
     # marked as this test's, so conftest stops anything the supervisor would leave behind
     return {**os.environ, processes.MARK: processes._owner}
-
-
-def _wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1,
-              state: Callable[[], object] | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}"
-                         + (f"; state: {state()}" if state else ""))
 
 
 def _alive(pid: int) -> bool:
@@ -104,7 +93,7 @@ def test_stop_kills_a_child_that_ignores_sigterm_and_its_group():
     supervisor = Supervisor(output=output, pretty=False, grace_seconds=1.0)
     supervisor.add("stubborn", [sys.executable, "-c", STUBBORN], _env())
     supervisor.start()
-    line = _wait_for(lambda: [x for x in output.getvalue().splitlines() if x.startswith(b"ready ")],
+    line = wait_until(lambda: [x for x in output.getvalue().splitlines() if x.startswith(b"ready ")],
                      30, "the child to start its grandchild")[0]
     child, grandchild = supervisor.children[0].process.pid, int(line.split()[1])
     started = time.monotonic()
@@ -240,7 +229,7 @@ class RedisProcess:
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
             stdout=open(self.directory / "redis.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        _wait_for(self.answers, 30, "redis-server to answer")
+        wait_until(self.answers, 30, "redis-server to answer")
 
     def answers(self) -> bool:
         try:
@@ -307,16 +296,16 @@ def test_redis_killed_and_restarted_under_500_events_each_processed_once(tmp_pat
 
     try:
         send(150)
-        _wait_for(answered(50), 120, "50 answers before the kill")
+        wait_until(answered(50), 120, "50 answers before the kill")
         redis.kill()  # ~100 events still in flight
         send(200)
-        _wait_for(answered(350), 120, "350 answers while Redis is down")
+        wait_until(answered(350), 120, "350 answers while Redis is down")
         assert not redis.answers()
         stack_alive()  # workers and cron waited the outage out
         redis.start()  # the same port and data directory
         send(150)
         assert sender.wait_idle(timeout=300), receipts_state()
-        _wait_for(lambda: done() == N_EVENTS, 300, "all 500 receipts done", interval=0.5,
+        wait_until(lambda: done() == N_EVENTS, 300, "all 500 receipts done", interval=0.5,
                   state=receipts_state)
 
         statuses = [a.status for a in sender.attempts()]

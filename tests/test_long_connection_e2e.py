@@ -12,16 +12,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
 from sandbox.events import message_receive
-from sandbox.server import start_in_thread
 from sandbox.state import SANDBOX_TENANT_KEY, SandboxConfig, SandboxState
 from tests import processes
+from tests.helpers import running_sandbox, wait_until
 from tests.stack import ROOT, BridgeStack
 
 pytestmark = pytest.mark.slow
@@ -33,24 +33,9 @@ N_EVENTS = 1000
 def ws_sandbox() -> Iterator[tuple[str, SandboxState]]:
     """A sandbox delivering over the long connection, re-sending on a compressed schedule that
     still outlasts a listener's restart."""
-    server = start_in_thread(SandboxConfig(event_mode="websocket",
-                                           redelivery_schedule=(0.5, 1, 2, 4, 8, 16, 30)))
-    state: SandboxState = server.app.extensions["sandbox"]  # type: ignore[attr-defined]
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", state
-    finally:
-        state.sender.close()
-        server.shutdown()
-
-
-def _wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    with running_sandbox(SandboxConfig(event_mode="websocket",
+                                       redelivery_schedule=(0.5, 1, 2, 4, 8, 16, 30))) as running:
+        yield running
 
 
 def _open_connections(base_url: str) -> list[dict]:
@@ -91,11 +76,11 @@ def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_
                         workers=1, listeners=1,
                         extra_env={"LOG_LEVEL": "INFO", "WS_DISCOVERY_TIMEOUT_SECONDS": "1"}).start()
     try:
-        _wait_for(lambda: "cannot open the long connection" in stack.log_text(), 60, "discovery to time out")
+        wait_until(lambda: "cannot open the long connection" in stack.log_text(), 60, "discovery to time out")
         assert "Timeout" in stack.log_text()
         httpx.post(f"{base_url}/sandbox/faults", json={"stall": 0.0}).raise_for_status()
-        [first] = _wait_for(lambda: _open_connections(base_url), 60, "the listener to connect")
-        _wait_for(lambda: _open_connections(base_url)[0]["pongs"] >= 1, 30, "a ping answered")
+        [first] = wait_until(lambda: _open_connections(base_url), 60, "the listener to connect")
+        wait_until(lambda: _open_connections(base_url)[0]["pongs"] >= 1, 30, "a ping answered")
         _knobs(base_url, answer_pings=False, connection=first["id"])
         silenced = time.monotonic()
 
@@ -103,14 +88,14 @@ def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_
             fresh = [c for c in _open_connections(base_url) if c["id"] != first["id"]]
             return fresh[0] if fresh else None
 
-        second = _wait_for(replaced, 10 * ping, "a new connection")
+        second = wait_until(replaced, 10 * ping, "a new connection")
         took = time.monotonic() - silenced
         assert took < 2 * ping, f"replaced after {took:.1f} s; ping interval {ping} s"
         assert first["id"] not in {c["id"] for c in _open_connections(base_url)}  # the old one closed
         assert "long connection silent; replacing it" in stack.log_text()
         # and events flow over the new one
         asked = _say(state, 0)
-        _wait_for(lambda: _pongs(state).get(asked) == 1, 60, "the pong over the new connection")
+        wait_until(lambda: _pongs(state).get(asked) == 1, 60, "the pong over the new connection")
         assert second["answering_pings"]
 
         metrics = httpx.get(f"{stack.base_url}/metrics", timeout=10).text
@@ -122,7 +107,7 @@ def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_
         [listener] = stack.listener_processes()
         listener.send_signal(signal.SIGTERM)
         assert listener.wait(30) == 0
-        _wait_for(lambda: not _open_connections(base_url), 30, "the connection to close")
+        wait_until(lambda: not _open_connections(base_url), 30, "the connection to close")
         assert "listener stopped" in stack.log_text()
     finally:
         stack.stop()
@@ -140,7 +125,7 @@ def test_a_thousand_events_over_two_listeners_with_a_drop_and_a_kill_are_each_ha
             return conn.execute(text("SELECT count(*) FROM event_receipts WHERE status = 'done'")).scalar()
 
     try:
-        _wait_for(lambda: len(_open_connections(base_url)) == 2, 60, "both listeners to connect")
+        wait_until(lambda: len(_open_connections(base_url)) == 2, 60, "both listeners to connect")
         messages: list[str] = []
         for i in range(N_EVENTS):
             messages.append(_say(state, i))
@@ -153,7 +138,7 @@ def test_a_thousand_events_over_two_listeners_with_a_drop_and_a_kill_are_each_ha
                 stack.start_listener()
             time.sleep(0.002)
         assert state.sender.wait_idle(timeout=300)
-        _wait_for(lambda: done() == N_EVENTS, 300, "all receipts done", interval=0.5)
+        wait_until(lambda: done() == N_EVENTS, 300, "all receipts done", interval=0.5)
 
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM event_receipts")).scalar() == N_EVENTS
@@ -188,7 +173,7 @@ def test_a_refused_connection_is_logged_and_retried_not_fatal(tmp_path, ws_sandb
                                                env={**env, "FEISHU_EVENT_MODE": "websocket"},
                                                stdout=log, stderr=log))
     try:
-        _wait_for(lambda: stack.log_text().count("Feishu refused the long connection") >= 2, 60,
+        wait_until(lambda: stack.log_text().count("Feishu refused the long connection") >= 2, 60,
                   "two refusals")
         assert stack.listener_processes(), "the listener exited"
         assert "not-the-secret" not in stack.log_text()

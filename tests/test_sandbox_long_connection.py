@@ -33,10 +33,10 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from sandbox.server import start_in_thread
 from sandbox.state import SANDBOX_APP_ID, SANDBOX_APP_SECRET, SandboxConfig, SandboxState
 from sandbox.ws_knobs import KnobChanges
 from tests import processes
+from tests.helpers import running_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 ACK_TIMEOUT = 1.5  # Feishu's is 3 s; shortened so re-sends show quickly
@@ -137,14 +137,9 @@ class World:
 
 @pytest.fixture(scope="module")
 def lc_sandbox() -> Iterator[tuple[str, SandboxState]]:
-    server = start_in_thread(SandboxConfig(event_mode="websocket", ws_ack_timeout=ACK_TIMEOUT,
-                                           redelivery_schedule=SCHEDULE))
-    state: SandboxState = server.app.extensions["sandbox"]  # type: ignore[attr-defined]
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", state
-    finally:
-        state.sender.close()
-        server.shutdown()
+    config = SandboxConfig(event_mode="websocket", ws_ack_timeout=ACK_TIMEOUT, redelivery_schedule=SCHEDULE)
+    with running_sandbox(config) as running:
+        yield running
 
 
 def _module_knobs(state: SandboxState) -> None:
@@ -185,13 +180,8 @@ def lc(lc_sandbox: tuple[str, SandboxState], clients: tuple[SdkClient, SdkClient
 @pytest.fixture
 def fresh() -> Iterator[tuple[str, SandboxState]]:
     """A sandbox of the test's own, in the default (webhook) mode, with no client."""
-    server = start_in_thread(SandboxConfig(redelivery_schedule=SCHEDULE, ws_ack_timeout=ACK_TIMEOUT))
-    state: SandboxState = server.app.extensions["sandbox"]  # type: ignore[attr-defined]
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", state
-    finally:
-        state.sender.close()
-        server.shutdown()
+    with running_sandbox(SandboxConfig(redelivery_schedule=SCHEDULE, ws_ack_timeout=ACK_TIMEOUT)) as running:
+        yield running
 
 
 def discover(base: str, **body: Any) -> dict[str, Any]:
