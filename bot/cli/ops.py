@@ -4,6 +4,7 @@ processes and the event receipts."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import click
@@ -199,9 +200,10 @@ def listen(ctx: click.Context, idle_in_webhook_mode: bool) -> None:
                "websocket (and choose the long connection in the app's console) to listen")
         if not idle_in_webhook_mode:
             raise click.ClickException(why)
+        _exit_cleanly_on_stop()  # before saying so: a supervisor may stop us as soon as it reads the line
         click.echo(f"listen: {why}. Idling until stopped.", err=True)
-        _idle_until_stopped()
-        return
+        while True:
+            signal.pause()
     if not settings.feishu_app_id or not settings.feishu_app_secret.get_secret_value():
         raise click.ClickException("FEISHU_APP_ID and FEISHU_APP_SECRET are needed to open the long "
                                    "connection; run `feishu-bridge config check`")
@@ -216,13 +218,9 @@ def listen(ctx: click.Context, idle_in_webhook_mode: bool) -> None:
         runtime.shutdown()
 
 
-def _idle_until_stopped() -> None:
-    import signal
-
+def _exit_cleanly_on_stop() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
-    while True:
-        signal.pause()
 
 
 @click.command()
