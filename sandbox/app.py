@@ -10,6 +10,7 @@ from sandbox.products import (
     auth,
     authen,
     bitable,
+    bitable_writes,
     contract,
     coze,
     docx,
@@ -28,7 +29,8 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Flask:
     state = SandboxState(config or SandboxConfig())
     app = Flask("feishu_sandbox")
     app.extensions["sandbox"] = state
-    products = (auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki, ws_endpoint)
+    products = (auth, authen, bitable, bitable_writes, contract, coze, docx, drive, im, messenger, sheets,
+                wiki, ws_endpoint)
     for bp in (*(p.bp for p in products), control_bp, long_connection_bp):
         app.register_blueprint(bp)
 

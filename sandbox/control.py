@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, request
 
+from sandbox.bitable_writes import new_table
 from sandbox.events import bitable_changed, card_action, legacy_card_action, message_receive
 from sandbox.guard import state
-from sandbox.seed import Field
+from sandbox.seed import PIPELINE_APP_TOKEN, App, Field
 from sandbox.state import DEFAULT_CHAT_ID, DEFAULT_USER_OPEN_ID, SANDBOX_TENANT_KEY
 
 bp = Blueprint("sandbox_control", __name__, url_prefix="/sandbox")
+
+# The record write endpoints: …/records/batch_create|batch_update|batch_delete, POST …/records,
+# PUT or DELETE …/records/<id> (group 1: the batch kind, or None for a single-record call).
+WRITE_PATH = re.compile(r"/open-apis/bitable/v1/apps/[^/]+/tables/[^/]+/records"
+                        r"(?:/(batch_create|batch_update|batch_delete)|/(?!batch_get|search)[^/]+)?")
+SINGLE_WRITES = {"POST": "create", "PUT": "update", "DELETE": "delete"}
 
 
 @bp.get("")
@@ -326,39 +334,54 @@ def apply_record_edits(app_token: str, table_id: str, body: dict) -> dict:
     table = st.table(app_token, table_id)
     if table is None:
         raise LookupError(f"no table {table_id} in app {app_token}")
-    actions: list[dict] = []
-    now_ms = int(time.time() * 1000)
     with st.lock:
-        added: dict[str, dict] = {}
-        for fields in body.get("add") or []:
-            record_id = st.next_id("rec")[:20]
-            added[record_id] = {"record_id": record_id, "fields": dict(fields),
-                                "created_time": now_ms, "last_modified_time": now_ms}
-            actions.append({"record_id": record_id, "action": "record_added"})
-        _insert_records(table.records, added, body.get("at"))
-        for change in body.get("update") or []:
-            record = table.records.get(change.get("record_id"))
-            if record is None:
-                raise LookupError(f"no record {change.get('record_id')}")
-            for name, value in (change.get("fields") or {}).items():
-                if value is None:
-                    record["fields"].pop(name, None)
-                else:
-                    record["fields"][name] = value
-            record["last_modified_time"] = now_ms
-            actions.append({"record_id": record["record_id"], "action": "record_edited"})
-        for record_id in body.get("delete") or []:
-            if table.records.pop(record_id, None) is not None:
-                actions.append({"record_id": record_id, "action": "record_deleted"})
-        # Formula and lookup values follow; records changed only that way get no event.
-        table.recompute()
-        table.revision += 1
-        revision = table.revision
-    groups = ([[a] for a in actions] if body.get("split") else [actions]) if actions else []
-    event_ids = _notify("drive.file.bitable_record_changed_v1", app_token, table_id, revision, groups,
-                        duplicate=bool(body.get("duplicate")))
+        actions, revision = change_records(st, table, body)
+    event_ids = announce_record_changes(app_token, table_id, revision, actions, split=bool(body.get("split")),
+                                        duplicate=bool(body.get("duplicate")))
     return {"actions": actions, "revision": revision, "subscribed": app_token in st.subscriptions,
             "event_ids": event_ids}
+
+
+def announce_record_changes(app_token: str, table_id: str, revision: int, actions: list[dict], *,
+                            split: bool = False, duplicate: bool = False) -> list[str]:
+    """`drive.file.bitable_record_changed_v1` for one edit, to a subscribed app: one event for
+    all its actions, or one per record with `split`. Returns the event ids sent."""
+    groups = ([[a] for a in actions] if split else [actions]) if actions else []
+    return _notify("drive.file.bitable_record_changed_v1", app_token, table_id, revision, groups,
+                   duplicate=duplicate)
+
+
+def change_records(st, table, body: dict) -> tuple[list[dict], int]:
+    """Apply `{"add", "update", "delete", "at"?}` to `table` (call with `st.lock` held): records
+    keep their written shape, a None value clears a cell. Returns the actions (added records
+    first, in order) and the table's new revision. Raises LookupError for an unknown record."""
+    actions: list[dict] = []
+    now_ms = int(time.time() * 1000)
+    added: dict[str, dict] = {}
+    for fields in body.get("add") or []:
+        record_id = st.next_id("rec")[:20]
+        added[record_id] = {"record_id": record_id, "fields": dict(fields),
+                            "created_time": now_ms, "last_modified_time": now_ms}
+        actions.append({"record_id": record_id, "action": "record_added"})
+    _insert_records(table.records, added, body.get("at"))
+    for change in body.get("update") or []:
+        record = table.records.get(change.get("record_id"))
+        if record is None:
+            raise LookupError(f"no record {change.get('record_id')}")
+        for name, value in (change.get("fields") or {}).items():
+            if value is None:
+                record["fields"].pop(name, None)
+            else:
+                record["fields"][name] = value
+        record["last_modified_time"] = now_ms
+        actions.append({"record_id": record["record_id"], "action": "record_edited"})
+    for record_id in body.get("delete") or []:
+        if table.records.pop(record_id, None) is not None:
+            actions.append({"record_id": record_id, "action": "record_deleted"})
+    # Formula and lookup values follow; records changed only that way get no event.
+    table.recompute()
+    table.revision += 1
+    return actions, table.revision
 
 
 def _insert_records(records: dict[str, dict], added: dict[str, dict], at: int | None) -> None:
@@ -393,6 +416,61 @@ def edit_fields(app_token: str, table_id: str):
     _notify("drive.file.bitable_field_changed_v1", app_token, table_id, revision,
             [actions] if actions else [])
     return jsonify(actions=actions, subscribed=app_token in st.subscriptions)
+
+
+@bp.post("/bitable/tables")
+def create_bitable_table():
+    """A target table for writes: `{"app_token"?, "app_name"?, "name", "fields": [{"field_name",
+    "type", "property"?, "options"?}]}` → `{"app_token", "table_id"}`. The table starts empty, its
+    first field primary; without `app_token` it goes into the pipeline app "管道演示", with an
+    unknown one a new app of that token is made. The app's bot can read and write it (and, as
+    its manager, subscribe to it). Bad input → 400 with the reason."""
+    st = state()
+    body = request.get_json(force=True, silent=True) or {}
+    app_token = body.get("app_token") or PIPELINE_APP_TOKEN
+    if not isinstance(app_token, str) or not app_token.isascii() or not app_token.isalnum():
+        return jsonify(error="'app_token' must be letters and digits"), 400
+    with st.lock:
+        table_id = st.next_id("tbl")[:17]
+        try:
+            table = new_table(table_id, body.get("name"), body.get("fields"),
+                              lambda n: f"fld{table_id[3:]}{n:03d}")
+        except ValueError as exc:
+            return jsonify(error=str(exc)), 400
+        app = st.apps.get(app_token)
+        if app is None:
+            app = st.apps[app_token] = App(app_token, str(body.get("app_name") or app_token), {})
+        app.tables[table_id] = table
+    return jsonify(app_token=app_token, table_id=table_id,
+                   fields=[f.to_api() for f in table.fields])
+
+
+@bp.get("/bitable/tables/<app_token>/<table_id>/rows")
+def bitable_rows(app_token: str, table_id: str):
+    """Every record of a table in its order, fields as stored (text a string, numbers, dates
+    in ms, empty cells left out): `{"rows": [{"record_id", "fields"}], "total", "revision"}`."""
+    st = state()
+    table = st.table(app_token, table_id)
+    if table is None:
+        return jsonify(error=f"no table {table_id} in app {app_token}"), 404
+    with st.lock:
+        rows = [{"record_id": r["record_id"], "fields": dict(r["fields"])} for r in table.records.values()]
+        return jsonify(rows=rows, total=len(rows), revision=table.revision)
+
+
+@bp.get("/bitable/writes")
+def bitable_writes():
+    """Write calls answered so far, per endpoint and code, and writes refused with 1254291."""
+    st = state()
+    with st.lock:
+        calls = [c for c in st.api_calls if c["method"] in ("POST", "PUT", "DELETE")
+                 and WRITE_PATH.fullmatch(c["path"])]
+    counts: dict[str, dict[str, int]] = {}
+    for call in calls:
+        kind = WRITE_PATH.fullmatch(call["path"]).group(1) or SINGLE_WRITES[call["method"]]
+        per_code = counts.setdefault(kind, {})
+        per_code[str(call["code"])] = per_code.get(str(call["code"]), 0) + 1
+    return jsonify(calls=counts, total=len(calls), conflicts=st.bitable_writes.conflicts)
 
 
 @bp.post("/files/<file_token>/permission")

@@ -4,7 +4,8 @@ A wiki-hosted bitable app "质量问题跟踪" with three tables — 缺陷问�
 records, the count the user's scripts check), 人力盘点 (120) and 大表 (50,000, built on first
 use) — with every common field type, valued as Feishu's records API returns them; a
 spreadsheet "人力盘点表" (a 3,001-row sheet and a small one); and the wiki node 故障定位指引
-with five guide documents under it.
+with five guide documents under it. And the demo pipeline's target, bitable app "管道演示"
+(PIPELINE_APP_TOKEN) with the empty table 广告日报 (ADS_DAILY_TABLE_ID).
 """
 
 from __future__ import annotations
@@ -222,7 +223,29 @@ def seed() -> tuple[dict[str, App], dict[str, WikiNode]]:
     ], build=_big)
     app = App(QUALITY_APP, "质量问题跟踪", {t.table_id: t for t in (defects, people, big)})
     node = WikiNode(QUALITY_NODE, QUALITY_APP, "bitable", "质量问题跟踪")
-    return {app.app_token: app}, {node.node_token: node}
+    pipeline = pipeline_app()
+    return {app.app_token: app, pipeline.app_token: pipeline}, {node.node_token: node}
+
+
+# -- the demo pipeline's target (issue 17) ----------------------------------------------------
+
+PIPELINE_APP_TOKEN = "bascnSandboxPipelineApp01"
+ADS_DAILY_TABLE_ID = "tblAdsDaily000001"
+ADS_DAILY_FIELDS = (
+    ("日期", DATE), ("账户ID", TEXT), ("账户名称", TEXT), ("计划ID", TEXT), ("计划名称", TEXT),
+    ("消耗", NUMBER), ("展示", NUMBER), ("点击", NUMBER), ("转化", NUMBER),
+)
+
+
+def pipeline_app() -> App:
+    """Bitable "管道演示" with the empty table 广告日报: where the demo pipeline writes other
+    systems' data (its fields as ADS_DAILY_FIELDS, 日期 the primary field)."""
+    props = {DATE: {"date_formatter": "yyyy/MM/dd", "auto_fill": False}, NUMBER: {"formatter": "0"}}
+    fields = [Field(f"fldAds{n:08d}", name, kind, dict(props[kind]) if kind in props else None,
+                    is_primary=n == 1) for n, (name, kind) in enumerate(ADS_DAILY_FIELDS, start=1)]
+    fields[5].property = {"formatter": "0.00"}  # 消耗: money
+    ads = Table(ADS_DAILY_TABLE_ID, "广告日报", fields)
+    return App(PIPELINE_APP_TOKEN, "管道演示", {ads.table_id: ads})
 
 
 # -- spreadsheets and docs ------------------------------------------------------------------

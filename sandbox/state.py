@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from sandbox.bitable_writes import WriteDesk
 from sandbox.contract import CONTRACT_CHAT_ID, ContractWorld
 from sandbox.coze import CozeWorld
 from sandbox.seed import seed, seed_documents
@@ -76,6 +77,9 @@ def churn_plan(value: Any) -> dict[str, int] | None:
     return None if plan.get("pages") == 0 else plan
 
 
+BITABLE_WRITE_ERROR_KINDS = ("1254290", "429", "5xx")
+
+
 @dataclass
 class Faults:
     """Probabilities (0..1) applied to open-platform API calls, not to auth endpoints."""
@@ -112,6 +116,26 @@ class Faults:
     # same path as the edit endpoint, so subscribed apps get the change events); `pages` (if
     # given) limits how many pages churn. None: off. See sandbox/products/bitable.py.
     paging_churn: dict[str, int] | None = None
+    # Bitable record writes (sandbox/products/bitable_writes.py, docs/sandbox.md "Bitable record
+    # writes"): each write holds its table for `bitable_write_latency_ms`, and a write arriving
+    # meanwhile answers 1254291; more than `bitable_writes_per_second` writes to one table in a
+    # second answer 1254290, more than `bitable_write_api_qps` calls of one write endpoint
+    # 99991400 (HTTP 429) — 0 turns a limit off. The next `bitable_write_error_count` writes, then
+    # each with probability `bitable_write_error_rate`, answer one of `bitable_write_error_kinds`
+    # ("1254290", "429", "5xx": HTTP 504 1255040) and apply nothing; `bitable_write_applied_then
+    # _5xx_*` writes are applied, then answered HTTP 504 (a gateway gave up on a backend that
+    # committed). A `client_token` is remembered `bitable_client_token_ttl_seconds`; a table
+    # takes at most `bitable_max_records_per_table` records (1254103).
+    bitable_write_latency_ms: float = 30.0
+    bitable_writes_per_second: float = 10.0
+    bitable_write_api_qps: float = 50.0
+    bitable_write_error_rate: float = 0.0
+    bitable_write_error_count: int = 0
+    bitable_write_error_kinds: list[str] = field(default_factory=lambda: list(BITABLE_WRITE_ERROR_KINDS))
+    bitable_write_applied_then_5xx_rate: float = 0.0
+    bitable_write_applied_then_5xx_count: int = 0
+    bitable_client_token_ttl_seconds: float = 3600.0
+    bitable_max_records_per_table: int = 20_000
 
     def update(self, values: dict[str, Any]) -> None:
         for key in ("slow_refresh_count", "refresh_server_errors"):
@@ -130,6 +154,29 @@ class Faults:
         self._update_gateway_faults(values)
         if "paging_churn" in values:
             self.paging_churn = churn_plan(values["paging_churn"])
+        self._update_bitable_writes(values)
+
+    def _update_bitable_writes(self, values: dict[str, Any]) -> None:
+        for key in ("bitable_write_error_rate", "bitable_write_applied_then_5xx_rate"):
+            if key in values:
+                value = float(values[key])
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{key} must be between 0 and 1")
+                setattr(self, key, value)
+        for key in ("bitable_write_latency_ms", "bitable_writes_per_second", "bitable_write_api_qps",
+                    "bitable_client_token_ttl_seconds"):
+            if key in values:
+                setattr(self, key, max(0.0, float(values[key])))
+        for key in ("bitable_write_error_count", "bitable_write_applied_then_5xx_count",
+                    "bitable_max_records_per_table"):
+            if key in values:
+                setattr(self, key, max(0, int(values[key])))
+        if "bitable_write_error_kinds" in values:
+            kinds = values["bitable_write_error_kinds"]
+            if not isinstance(kinds, list) or not kinds or not set(kinds) <= set(BITABLE_WRITE_ERROR_KINDS):
+                allowed = ", ".join(BITABLE_WRITE_ERROR_KINDS)
+                raise ValueError(f"bitable_write_error_kinds: a non-empty list of {allowed}")
+            self.bitable_write_error_kinds = list(kinds)
 
     GATEWAY_FAULTS = ("throttle_chat", "throttle_tenant", "html_502", "reset", "stall")
 
@@ -208,6 +255,7 @@ class SandboxState:
         self.users: dict[str, str] = {DEFAULT_USER_OPEN_ID: DEFAULT_USER_NAME}
         self.refresh_log: list[dict[str, Any]] = []
         self._seed()
+        self.bitable_writes = WriteDesk()  # write flags, rate windows and client tokens
         self.subscriptions: set[str] = set()  # bitable app tokens subscribed to change events
         # Chats the app's bot is not a member of: Feishu never pushes their messages to the app
         # (a bot gets its 1:1 chats and @-mentions in its groups). Every other chat is the app's.
@@ -401,6 +449,7 @@ class SandboxState:
             self.token_requests = 0
             self.refresh_log.clear()
             self._seed()
+            self.bitable_writes = WriteDesk()
             self.subscriptions.clear()
             self.file_roles.clear()
             self.faults = Faults()  # issued tokens stay valid: clients cache them, as with Feishu
