@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from sandbox.ads_control import bp as ads_control_bp
 from sandbox.control import bp as control_bp
 from sandbox.products import (
+    ads,
     auth,
     authen,
     bitable,
@@ -28,8 +30,9 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Flask:
     state = SandboxState(config or SandboxConfig())
     app = Flask("feishu_sandbox")
     app.extensions["sandbox"] = state
-    products = (auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki, ws_endpoint)
-    for bp in (*(p.bp for p in products), control_bp, long_connection_bp):
+    products = (ads, auth, authen, bitable, contract, coze, docx, drive, im, messenger, sheets, wiki,
+                ws_endpoint)
+    for bp in (*(p.bp for p in products), control_bp, ads_control_bp, long_connection_bp):
         app.register_blueprint(bp)
 
     @app.errorhandler(HTTPException)

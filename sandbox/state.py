@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from sandbox.ads_state import AdsWorld
 from sandbox.contract import CONTRACT_CHAT_ID, ContractWorld
 from sandbox.coze import CozeWorld
 from sandbox.seed import seed, seed_documents
@@ -223,6 +224,7 @@ class SandboxState:
         self.api_calls: list[dict[str, Any]] = []
         self.contract = ContractWorld(config.contract_today or date.today(), config.seed)
         self.coze = CozeWorld()
+        self.ads = AdsWorld(seed=config.seed)  # the external ads platform (issue 17)
         if config.event_mode not in EVENT_MODES:
             raise ValueError(f"event_mode must be one of {', '.join(EVENT_MODES)}")
         if config.ws_ack_timeout <= 0:
@@ -409,6 +411,7 @@ class SandboxState:
             self.contract = ContractWorld(self.contract.today, self.config.seed, _records=records,
                                           _times=self.contract._times)
             self.coze = CozeWorld()
+            self.ads = self.ads.fresh()  # no grants, calls or faults
             # The subscription mode and long-connection knobs go back to the configured ones;
             # connected clients stay connected (they are the bridge's, not the sandbox's).
             self.event_mode = self.config.event_mode

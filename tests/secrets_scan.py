@@ -13,13 +13,16 @@ from collections.abc import Iterable
 
 import pytest
 
+from sandbox.seed_ads import ADS_SECRET
 from sandbox.state import SANDBOX_APP_SECRET, SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN, SandboxState
 from tests.logvault import VAULT
 
-# Sandbox-issued tokens: tenant (t-), user access (u-), refresh (ur-), authorisation codes.
-TOKEN_SHAPE = re.compile(r"\b(?:t|u|ur|code)-sandbox\d{12}[0-9a-f]{16}\b")
+# Sandbox-issued tokens: tenant (t-), user access (u-), refresh (ur-), authorisation codes; the
+# ads platform's access and refresh tokens (ads-sandbox-at-, ads-sandbox-rt-).
+TOKEN_SHAPE = re.compile(r"\b(?:(?:t|u|ur|code)-sandbox\d{12}[0-9a-f]{16}"
+                         r"|ads-sandbox-(?:at|rt)-[0-9a-f]{32})\b")
 FIXED_SECRETS = (
-    SANDBOX_APP_SECRET, SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN,
+    SANDBOX_APP_SECRET, SANDBOX_ENCRYPT_KEY, SANDBOX_VERIFICATION_TOKEN, ADS_SECRET,
     "admin-token-for-tests-0001-0123456789abcdef",
 )
 
@@ -37,6 +40,7 @@ def issued_tokens() -> list[str]:
     for state in _sandboxes:
         with state.lock:
             tokens += [*state.tenant_tokens, *state.user_tokens, *state.refresh_tokens, *state.auth_codes]
+            tokens += list(state.ads.issued)
     return tokens
 
 
