@@ -37,8 +37,9 @@ CREATE TABLE IF NOT EXISTS event_receipts (
 CREATE INDEX IF NOT EXISTS ix_event_receipts_status ON event_receipts (status, received_at);
 CREATE INDEX IF NOT EXISTS ix_event_receipts_type ON event_receipts (event_type, received_at);
 
--- One row per authorised Feishu user (the OAuth grant). Tokens are stored encrypted
--- (Fernet, key from TOKEN_ENCRYPTION_KEY); only bot/user_tokens.py reads or writes them.
+-- One row per OAuth grant: an authorised Feishu user (provider 'feishu'), or a grant of an
+-- external provider (an ad platform's API, declared in PIPELINE_MODULES). Tokens are stored
+-- encrypted (Fernet, key from TOKEN_ENCRYPTION_KEY); only bot/tokens/store.py reads or writes them.
 -- `generation` increases with every stored pair: writes are compare-and-swap on it, so a
 -- refresh that lost a race can never overwrite a newer pair.
 CREATE TABLE IF NOT EXISTS oauth_tokens (
@@ -56,7 +57,8 @@ CREATE TABLE IF NOT EXISTS oauth_tokens (
     last_error         TEXT,
     created_at         TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
     updated_at         TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT uq_oauth_tokens_subject UNIQUE (subject),
+    provider           VARCHAR(64) NOT NULL DEFAULT 'feishu',  -- whose grant: feishu, or a declared provider
+    CONSTRAINT uq_oauth_tokens_provider_subject UNIQUE (provider, subject),
     CONSTRAINT ck_oauth_tokens_status CHECK (status IN ('active', 'reauth_required'))
 );
 
@@ -71,12 +73,13 @@ CREATE TABLE IF NOT EXISTS token_refreshes (
     error             TEXT,
     access_remaining_seconds  INTEGER,
     refresh_remaining_seconds INTEGER,
+    provider          VARCHAR(64) NOT NULL DEFAULT 'feishu',
     CONSTRAINT ck_token_refreshes_outcome CHECK (
         outcome IN ('authorized', 'refreshed', 'transient_error', 'permanent_error', 'error', 'logged_out')
     )
 );
 
-CREATE INDEX IF NOT EXISTS ix_token_refreshes_subject ON token_refreshes (subject, at);
+CREATE INDEX IF NOT EXISTS ix_token_refreshes_provider_subject ON token_refreshes (provider, subject, at);
 
 -- Operator alerts, raised once per condition (the key names the condition), delivered to the
 -- admin chat by a job that retries until Feishu accepted them.

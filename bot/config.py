@@ -7,13 +7,27 @@ factory, the CLI and the worker, and the result is passed down explicitly.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 FEISHU_OPEN_PLATFORM = "https://open.feishu.cn"
+PROVIDER_NAME = r"^[a-z][a-z0-9_-]{0,63}$"
+
+
+class ProviderCredentials(BaseModel):
+    """One external OAuth provider's credentials (OAUTH_PROVIDERS); `token_url`/`api_url`
+    override the declaration's (bot/tokens/providers.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    token_url: str = ""
+    api_url: str = ""
 
 
 class Settings(BaseSettings):
@@ -93,6 +107,12 @@ class Settings(BaseSettings):
     token_lock_ttl_seconds: int = 30  # a refresh lock left by a dead process frees itself after this
     token_alert_days: float = 3.0  # alert when the refresh token has less than this left
     admin_chat_id: str = ""  # where alerts go (a chat the bot is in)
+    # External OAuth providers (bot/tokens/provider_tokens.py): JSON, e.g. OAUTH_PROVIDERS=
+    # {"ads": {"client_id": "…", "client_secret": "…", "token_url": "…", "api_url": "…"}}; each is
+    # declared (grant style, lifetimes, error codes) by a module in PIPELINE_MODULES.
+    oauth_providers: Annotated[dict[str, ProviderCredentials], NoDecode] = Field(default_factory=dict)
+    # Modules (comma-separated) that may declare pipelines and providers (`PROVIDERS = [...]`).
+    pipeline_modules: str = "bot.pipelines.examples,pipelines"
 
     # Contract export (issue 5). The endpoint and its session come from `export auth --from-curl`.
     export_range_start: str = "2022-01-01"
@@ -183,6 +203,25 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("oauth_providers", mode="before")
+    @classmethod
+    def _providers_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError as exc:  # the message names the position, never the text
+                raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                                 'expected {"NAME": {"client_id": …, "client_secret": …}}') from None
+        if not isinstance(value, dict):
+            raise ValueError('expected a JSON object: {"NAME": {"client_id": …, "client_secret": …}}')
+        bad = [str(name) for name in value if not re.match(PROVIDER_NAME, str(name)) or name == "feishu"]
+        if bad:
+            raise ValueError(f"provider names must be lower-case letters, digits, '-' and '_', not "
+                             f"'feishu': {', '.join(bad)}")
+        return value
+
     @field_validator("event_retry_intervals", mode="before")
     @classmethod
     def _parse_intervals(cls, value: Any) -> Any:
@@ -271,7 +310,8 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret these settings hold, for scrubbing: each SecretStr setting (a key list split
-        at its commas) and the passwords in DATABASE_URL and REDIS_URL."""
+        at its commas), the OAuth providers' client secrets and the passwords in DATABASE_URL and
+        REDIS_URL."""
         from urllib.parse import urlsplit
 
         values: list[str] = []
@@ -279,6 +319,7 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 values += value.get_secret_value().split(",")
+        values += [p.client_secret.get_secret_value() for p in self.oauth_providers.values()]
         for url in (self.database_url, self.redis_url):
             if "://" in url and urlsplit(url).password:
                 values.append(urlsplit(url).password)

@@ -83,11 +83,12 @@ class EventReceipt(Base):
 
 
 class OAuthToken(Base):
-    """A user's OAuth grant. Token columns hold ciphertext; only bot.tokens.user_tokens touches them."""
+    """An OAuth grant: a Feishu user's (provider 'feishu') or an external provider's. Token columns
+    hold ciphertext; only bot.tokens.store touches them."""
 
     __tablename__ = "oauth_tokens"
     __table_args__ = (
-        UniqueConstraint("subject", name="uq_oauth_tokens_subject"),
+        UniqueConstraint("provider", "subject", name="uq_oauth_tokens_provider_subject"),
         CheckConstraint("status IN ('active', 'reauth_required')", name="ck_oauth_tokens_status"),
     )
 
@@ -105,6 +106,7 @@ class OAuthToken(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    provider: Mapped[str] = mapped_column(String(64), server_default=text("'feishu'"))
 
 
 class TokenRefresh(Base):
@@ -117,7 +119,7 @@ class TokenRefresh(Base):
             "'logged_out')",
             name="ck_token_refreshes_outcome",
         ),
-        Index("ix_token_refreshes_subject", "subject", "at"),
+        Index("ix_token_refreshes_provider_subject", "provider", "subject", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -129,6 +131,7 @@ class TokenRefresh(Base):
     error: Mapped[str | None] = mapped_column(Text)
     access_remaining_seconds: Mapped[int | None] = mapped_column(Integer)
     refresh_remaining_seconds: Mapped[int | None] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(64), server_default=text("'feishu'"))
 
 
 class Alert(Base):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bot.coze.client import CozeClients
     from bot.export.contract import ContractClient
     from bot.feishu import Feishu
+    from bot.tokens.provider_tokens import ProviderTokens
     from bot.tokens.secretbox import SecretBox
     from bot.tokens.user_tokens import UserTokens
 
@@ -75,6 +76,13 @@ class Services:
         tokens = self.feishu.user_tokens
         assert tokens is not None
         return tokens
+
+    @cached_property
+    def provider_tokens(self) -> ProviderTokens:
+        """External OAuth providers' tokens (OAUTH_PROVIDERS), through the same token store."""
+        from bot.tokens.provider_tokens import ProviderTokens
+
+        return ProviderTokens(self.engine, self.redis, self.secret_box, self.settings)
 
     def _user_tokens(self, feishu: Feishu) -> UserTokens:
         from bot.tokens.user_tokens import UserTokens

@@ -1,4 +1,5 @@
-"""Proactive care of user tokens (cron): refresh ahead of expiry, then deliver pending alerts."""
+"""Proactive care of stored grants, Feishu users' and providers' (cron): refresh ahead of expiry, then
+deliver pending alerts."""
 
 from __future__ import annotations
 

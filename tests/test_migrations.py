@@ -20,8 +20,6 @@ from bot.db import init_schema, make_engine, run_schema_sections
 from bot.migrations import ALL_REVISIONS, HEAD
 from bot.models import Base, CozeOutbox
 from bot.services import build_services, install
-from bot.tokens.oauth import TokenPair
-from bot.tokens.user_tokens import UserInfo
 from sandbox.demo_tables import CUSTOMERS, create_demo_tables
 from tests.coze_helpers import customer_spec
 
@@ -192,11 +190,18 @@ def test_database_from_todays_main_keeps_every_row(settings, redis_conn, sandbox
     try:
         engine = services.engine
         assert migrate.status(engine).state == "unversioned"
-        expires = datetime.now(UTC) + timedelta(hours=2)
-        services.user_tokens.store_grant(
-            UserInfo("ou_migrated", "迁移用户"),
-            TokenPair("u-access-survives-upgrade", "r-refresh-1", expires, expires + timedelta(days=30),
-                      "offline_access"))
+        # a sealed user token, as main's token manager stored it (today's writes a column main lacks)
+        expires = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=2)
+        box = services.secret_box
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO oauth_tokens (subject, display_name, access_token, refresh_token, expires_at, "
+                "refresh_expires_at, scopes, status, generation, created_at, updated_at) VALUES (:s, :n, :a, "
+                ":r, :e, :re, 'offline_access', 'active', 1, :now, :now)"),
+                {"s": "ou_migrated", "n": "迁移用户", "a": box.seal("u-access-survives-upgrade"),
+                 "r": box.seal("r-refresh-1"), "e": expires, "re": expires + timedelta(days=30), "now": NOW})
+            conn.execute(text("INSERT INTO token_refreshes (subject, at, cause, outcome) "
+                              "VALUES ('ou_migrated', :now, 'login', 'authorized')"), {"now": NOW})
         template = templates.create(services, customer_spec(sandbox[0]))
         with engine.begin() as conn:  # main's capture triggers: from before 0004, no old_row_key
             replace_triggers(conn, template.id, "customers", templates.plan_for(template), with_old_key=False)
@@ -281,7 +286,7 @@ def test_0005_gives_user_token_sources_to_their_owner(database_url):
                               "(1, 'tbl1', 'a'), (2, 'tbl2', 'b')"))
         before, columns = _dump(engine), _columns(engine)
 
-        assert migrate.upgrade(engine).after == "0005_source_visibility" == HEAD
+        assert migrate.upgrade(engine, target="0005_source_visibility").after == "0005_source_visibility"
         assert _dump(engine, columns) == before
         with engine.connect() as conn:
             rows = conn.execute(text(
@@ -292,6 +297,54 @@ def test_0005_gives_user_token_sources_to_their_owner(database_url):
 
         migrate.downgrade(engine, "-1")
         assert _dump(engine) == before
+    finally:
+        engine.dispose()
+
+
+def test_0006_keeps_every_grant_as_feishus_and_lets_providers_share_subjects(database_url):
+    """Issue 17 item 1: every stored grant and history row is kept and becomes provider `feishu`
+    (the token still opens); another provider may hold the same subject, one provider may not
+    twice; a step back drops the other providers' rows and the columns, nothing else."""
+    from sqlalchemy.exc import IntegrityError
+
+    engine = _engine(database_url)
+    try:
+        migrate.upgrade(engine, target="0005_source_visibility")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO oauth_tokens (subject, display_name, access_token, refresh_token, expires_at, "
+                "refresh_expires_at, scopes, status, generation, last_error) VALUES "
+                "('ou_1', '甲', 'gAAAA-sealed-1', 'gAAAA-sealed-r1', :e, :e, 'offline_access', 'active', 3, "
+                "NULL), "
+                "('ou_2', '乙', 'gAAAA-sealed-2', NULL, :e, NULL, '', 'reauth_required', 1, 'revoked')"),
+                {"e": NOW})
+            conn.execute(text("INSERT INTO token_refreshes (subject, at, cause, outcome, error_code) VALUES "
+                              "('ou_1', :t, 'login', 'authorized', NULL), "
+                              "('ou_1', :t, 'on_demand', 'refreshed', NULL), "
+                              "('ou_2', :t, 'proactive', 'permanent_error', 20064)"), {"t": NOW})
+        before, columns = _dump(engine), _columns(engine)
+
+        assert migrate.upgrade(engine, target="0006_provider_tokens").after == "0006_provider_tokens"
+        assert _dump(engine, columns) == before
+        with engine.connect() as conn:
+            for table in ("oauth_tokens", "token_refreshes"):
+                assert set(conn.execute(text(f"SELECT provider FROM {table}")).scalars()) == {"feishu"}
+        with engine.begin() as conn:  # an external provider's grant for the same subject
+            conn.execute(text("INSERT INTO oauth_tokens (provider, subject, access_token, expires_at) "
+                              "VALUES ('ads', 'ou_1', 'gAAAA-sealed-ads', :e)"), {"e": NOW})
+            conn.execute(text("INSERT INTO token_refreshes (provider, subject, at, cause, outcome) "
+                              "VALUES ('ads', 'ou_1', :t, 'login', 'authorized')"), {"t": NOW})
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(text("INSERT INTO oauth_tokens (provider, subject, access_token, expires_at) "
+                              "VALUES ('ads', 'ou_1', 'gAAAA-again', :e)"), {"e": NOW})
+        assert "ix_token_refreshes_provider_subject" in {i["name"] for i in
+                                                         inspect(engine).get_indexes("token_refreshes")}
+
+        migrate.downgrade(engine, "0005_source_visibility")
+        assert _dump(engine) == before
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # the old key is back
+            conn.execute(text("INSERT INTO oauth_tokens (subject, access_token, expires_at) "
+                              "VALUES ('ou_1', 'gAAAA-again', :e)"), {"e": NOW})
     finally:
         engine.dispose()
 

@@ -2,7 +2,8 @@
 
 Scans the product's source: every SDK API call (`client.<product>.vN…`) sits inside a
 function handed to `Feishu.call`; only bot/feishu.py builds a lark client or puts a user token
-into a request; only bot/tokens/user_tokens.py touches the stored grants or opens their ciphertext.
+into a request; only bot/tokens/store.py (the token store behind user_tokens.py and
+provider_tokens.py) touches the stored grants or opens their ciphertext.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def test_only_the_gateway_builds_clients_or_sets_user_tokens():
 
 
 def test_only_the_token_manager_reads_stored_grants():
-    allowed = {"bot/tokens/user_tokens.py", "bot/models.py"}
+    allowed = {"bot/tokens/store.py", "bot/models.py"}
     for path in PRODUCT:
         if _rel(path) in allowed:
             continue

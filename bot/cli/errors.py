@@ -189,7 +189,7 @@ _HANDLERS: dict[str, Callable[[BaseException, Settings | None], str | None]] = {
     "bot.coze.spec.SpecError": _spec,
     "playwright._impl._errors.Error": _browser,
     # ours, whose messages are written for the user already
-    "bot.tokens.user_tokens.TokenError": _own_message,
+    "bot.tokens.store.TokenError": _own_message,
     "bot.tokens.login.LoginError": _own_message,
     "bot.tokens.oauth.OAuthError": _own_message,
     "bot.tokens.secretbox.SecretBoxError": _own_message,

@@ -127,6 +127,10 @@ def _config_rows(settings: Settings) -> list[tuple[str, str]]:
          if settings.token_encryption_key.get_secret_value() else f"(file under {settings.var_dir})"),
         ("OAUTH_REDIRECT_URL", settings.effective_redirect_url),
         ("ADMIN_CHAT_ID", settings.admin_chat_id or "(unset: alerts are only logged)"),
+        ("OAUTH_PROVIDERS", ", ".join(
+            f"{name} (client {p.client_id}, secret {mask(p.client_secret.get_secret_value())})"
+            for name, p in settings.oauth_providers.items()) or "(none)"),
+        ("PIPELINE_MODULES", settings.pipeline_modules),
         ("HOST", settings.host),
         ("PORT", str(settings.port)),
         ("VAR_DIR", str(settings.var_dir)),

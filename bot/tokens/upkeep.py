@@ -1,47 +1,56 @@
-"""Proactive care of user tokens: refresh ahead of expiry, alert before the grant runs out."""
+"""Proactive care of stored grants — Feishu users' and external providers' alike: refresh ahead
+of expiry, alert before a refresh token runs out."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 from bot import alerts
 from bot.models import utcnow
 from bot.services import Services
-from bot.tokens.user_tokens import TokenError
+from bot.tokens.store import TokenError, TokenStore
 
 log = logging.getLogger(__name__)
+
+
+def _grants(services: Services) -> Iterator[tuple[Any, Callable[[], TokenStore]]]:
+    """Every stored grant, with (a way to) the store that refreshes it."""
+    users = services.user_tokens
+    for grant in users.grants():
+        yield grant, lambda: users
+    providers = services.provider_tokens
+    for grant in providers.grants():
+        yield grant, lambda name=grant.provider: providers.store(name)
 
 
 def refresh_due(services: Services) -> dict[str, int]:
     """Refresh every active grant whose access token expires within the proactive margin (through
     the same locked path as any caller) and raise the "refresh token ends soon" alert once per
-    grant."""
+    grant and end time."""
     settings = services.settings
-    tokens = services.user_tokens
     counts = {"checked": 0, "refreshed_or_fresh": 0, "failed": 0}
     now = utcnow()
-    for grant in tokens.grants():
+    for grant, store_of in _grants(services):
         if grant.status != "active":
             continue
         counts["checked"] += 1
         try:
-            tokens.get_valid_user_token(grant.subject, cause="proactive",
-                                        margin_seconds=settings.token_proactive_margin_seconds)
+            store = store_of()
+            store.get_valid(grant.subject, cause="proactive",
+                            margin_seconds=settings.token_proactive_margin_seconds)
             counts["refreshed_or_fresh"] += 1
         except TokenError as exc:
             counts["failed"] += 1
-            log.warning("proactive refresh failed", extra={"subject": grant.subject, "error": str(exc)})
+            log.warning("proactive refresh failed",
+                        extra={"provider": grant.provider, "subject": grant.subject, "error": str(exc)})
             continue
-        ends = grant.refresh_expires_at
+        current = store.grant(grant.subject) or grant  # a refresh may have moved the end
+        ends = current.refresh_expires_at
         if ends is not None and ends - now < timedelta(days=settings.token_alert_days):
             days = max(0.0, (ends - now).total_seconds() / 86400)
-            alerts.raise_alert(
-                services.engine,
-                key=f"token:{grant.subject}:refresh_expiring:{ends:%Y%m%d%H%M}",
-                kind="token_refresh_expiring",
-                message=(f"⏰ 飞书用户 {grant.display_name or grant.subject} 的刷新令牌将在 "
-                         f"{days:.1f} 天后过期，到期后自动同步会停止。"
-                         f"请运行 `feishu-bridge auth login` 重新授权。"),
-            )
+            key, message = store.kind.expiring_alert(current, ends, days)
+            alerts.raise_alert(services.engine, key=key, kind="token_refresh_expiring", message=message)
     return counts
