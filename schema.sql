@@ -432,6 +432,76 @@ CREATE TABLE IF NOT EXISTS chat_cards (
 );
 CREATE INDEX IF NOT EXISTS ix_chat_cards_state ON chat_cards (state);
 
+-- Pipelines (issue 17): a source (a Python callable or an SQL query) whose rows are upserted
+-- into a bitable table by key, then read back and verified. `spec` is the definition as JSON
+-- (bot/pipelines/spec.py); runs outlive their pipeline (they name it, no foreign key).
+CREATE TABLE IF NOT EXISTS pipelines (
+    id                INTEGER PRIMARY KEY,
+    name              VARCHAR(64) NOT NULL,
+    spec              TEXT NOT NULL,
+    enabled           BOOLEAN NOT NULL DEFAULT TRUE,
+    created_at        TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    updated_at        TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    last_scheduled_at TIMESTAMP,            -- the schedule slot a run was last started for
+    covered_through   DATE,                 -- the latest day a run wrote (scheduled runs catch up from here)
+    last_run_id       INTEGER,
+    last_run_state    VARCHAR(12),
+    last_run_at       TIMESTAMP,
+    CONSTRAINT uq_pipelines_name UNIQUE (name),
+    CONSTRAINT ck_pipelines_last_run_state CHECK (
+        last_run_state IN ('queued', 'running', 'succeeded', 'failed')
+    )
+);
+
+-- One run over days date_from..date_to (inclusive, in PIPELINE_TIMEZONE). At most one run of a
+-- pipeline is queued or running (ux_pipeline_runs_active). A running run whose heartbeat went
+-- quiet is resumed by the cron.
+CREATE TABLE IF NOT EXISTS pipeline_runs (
+    id           INTEGER PRIMARY KEY,
+    pipeline     VARCHAR(64) NOT NULL,
+    date_from    DATE NOT NULL,
+    date_to      DATE NOT NULL,
+    state        VARCHAR(12) NOT NULL DEFAULT 'queued',
+    triggered_by VARCHAR(12) NOT NULL,     -- schedule, manual, chat
+    fetched      INTEGER NOT NULL DEFAULT 0,  -- rows the source gave
+    created      INTEGER NOT NULL DEFAULT 0,  -- records written to the table …
+    updated      INTEGER NOT NULL DEFAULT 0,
+    deleted      INTEGER NOT NULL DEFAULT 0,
+    calls        INTEGER NOT NULL DEFAULT 0,  -- bitable API calls (reads included)
+    summary      TEXT,                        -- JSON: verification per group, the result text
+    error        TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,  -- claims by a worker
+    queued_at    TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    started_at   TIMESTAMP,
+    finished_at  TIMESTAMP,
+    heartbeat_at TIMESTAMP,
+    requested_by VARCHAR(64),                 -- open_id of whoever started it (chat, CLI)
+    chat_id      VARCHAR(64),                 -- where its progress card lives
+    message_id   VARCHAR(64),                 -- … and which message that card is
+    CONSTRAINT ck_pipeline_runs_state CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+    CONSTRAINT ck_pipeline_runs_triggered_by CHECK (triggered_by IN ('schedule', 'manual', 'chat')),
+    CONSTRAINT ck_pipeline_runs_dates CHECK (date_from <= date_to)
+);
+CREATE INDEX IF NOT EXISTS ix_pipeline_runs_pipeline ON pipeline_runs (pipeline, id);
+CREATE INDEX IF NOT EXISTS ix_pipeline_runs_state ON pipeline_runs (state, heartbeat_at);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_pipeline_runs_active ON pipeline_runs (pipeline)
+    WHERE state IN ('queued', 'running');
+
+-- A run's days: what the source gave for each (as bitable cell values), so a run killed after
+-- fetching 60 of 90 days resumes without fetching them again.
+CREATE TABLE IF NOT EXISTS pipeline_run_days (
+    id           INTEGER PRIMARY KEY,
+    run_id       INTEGER NOT NULL REFERENCES pipeline_runs (id) ON DELETE CASCADE,
+    day          DATE NOT NULL,
+    state        VARCHAR(8) NOT NULL DEFAULT 'pending',
+    row_count    INTEGER,
+    fetched_rows TEXT,                     -- JSON list of {field: cell value}
+    detail       TEXT,                     -- JSON: the groups the source expected, and those it could not fetch
+    fetched_at   TIMESTAMP,
+    CONSTRAINT uq_pipeline_run_days UNIQUE (run_id, day),
+    CONSTRAINT ck_pipeline_run_days_state CHECK (state IN ('pending', 'fetched', 'written'))
+);
+
 -- ===== section: dialect: postgresql =====
 
 -- PostgreSQL has no rowid: give each integer primary key a sequence-backed default.
@@ -478,6 +548,12 @@ CREATE SEQUENCE IF NOT EXISTS chat_cards_id_seq OWNED BY chat_cards.id;
 ALTER TABLE chat_cards ALTER COLUMN id SET DEFAULT nextval('chat_cards_id_seq');
 CREATE SEQUENCE IF NOT EXISTS coze_manual_syncs_id_seq OWNED BY coze_manual_syncs.id;
 ALTER TABLE coze_manual_syncs ALTER COLUMN id SET DEFAULT nextval('coze_manual_syncs_id_seq');
+CREATE SEQUENCE IF NOT EXISTS pipelines_id_seq OWNED BY pipelines.id;
+ALTER TABLE pipelines ALTER COLUMN id SET DEFAULT nextval('pipelines_id_seq');
+CREATE SEQUENCE IF NOT EXISTS pipeline_runs_id_seq OWNED BY pipeline_runs.id;
+ALTER TABLE pipeline_runs ALTER COLUMN id SET DEFAULT nextval('pipeline_runs_id_seq');
+CREATE SEQUENCE IF NOT EXISTS pipeline_run_days_id_seq OWNED BY pipeline_run_days.id;
+ALTER TABLE pipeline_run_days ALTER COLUMN id SET DEFAULT nextval('pipeline_run_days_id_seq');
 
 -- The Coze sync triggers wake the dispatcher once per statement (NOTIFY is sent on commit,
 -- dropped on rollback, and collapsed within a transaction; the dispatcher also polls). The

@@ -177,6 +177,26 @@ class Settings(BaseSettings):
     # Module prefixes a template's custom mapping callable may come from (comma-separated).
     coze_mapping_modules: str = "bot.coze.examples,coze_mappings"
 
+    # Pipelines (issue 17): a source's rows upserted into a bitable table on a schedule, then
+    # read back and verified (bot/pipelines/).
+    # Module prefixes a pipeline's Python source may come from (comma-separated).
+    pipeline_modules: str = "bot.pipelines.examples,pipelines"
+    # The zone of `daily HH:MM` schedules, of the days a run covers, and of date cells (a date
+    # is written as midnight here).
+    pipeline_timezone: str = "Asia/Shanghai"
+    pipeline_tick_seconds: int = 60  # the cron looks for due pipelines and stalled runs this often
+    pipeline_job_timeout_seconds: int = 3 * 3600  # one run's RQ job (a 90-day backfill included)
+    pipeline_stale_seconds: int = Field(default=600, ge=60)  # a running run silent this long is resumed
+    pipeline_max_attempts: int = Field(default=3, ge=1)  # claims of one run before it is failed
+    pipeline_retry_seconds: int = 300  # a run that failed transiently waits this × attempts
+    pipeline_catch_up_days: int = Field(default=7, ge=1)  # missed days a scheduled run fills, at most
+    pipeline_max_days: int = Field(default=366, ge=1)  # days one run may cover
+    # One writer per bitable table (Feishu answers 1254291 to concurrent writes): a Redis lock,
+    # its TTL renewed after every batch, and how long a run waits for it before re-queuing.
+    pipeline_lock_ttl_seconds: int = Field(default=120, ge=10)
+    pipeline_lock_wait_seconds: float = 30.0
+    pipeline_reread_delay_seconds: float = 1.0  # after writing, before reading the table back
+
     # Retention (README "Events and retention"): one periodic job trims these, in batches; ≤ 0 keeps
     # forever. Receipts de-duplicate Feishu's re-deliveries (≈ 7.1 h) and replays inside the window.
     event_receipt_retention_days: float = 7.0  # finished receipts (done, unhandled, failed)
@@ -195,6 +215,18 @@ class Settings(BaseSettings):
     def _no_trailing_slash(cls, value: str) -> str:
         # lark-oapi concatenates domain + path, so a trailing slash yields "//open-apis".
         return value.rstrip("/")
+
+    @field_validator("pipeline_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"PIPELINE_TIMEZONE {value!r} is no IANA time zone (e.g. Asia/Shanghai)") \
+                from exc
+        return value
 
     @field_validator("chat_admins", "chat_allowed_chats", mode="before")
     @classmethod

@@ -41,8 +41,12 @@ log = logging.getLogger(__name__)
 TOKEN_REJECTED_CODES = frozenset({99991661, 99991663, 99991668, 99991677})
 RATE_LIMITED = 99991400
 # Throttles, retried like server errors: the gateway's (HTTP 429, or 400 on older APIs) and IM's
-# message-send limits, HTTP 400: 230020 (this chat), 11232 (the service), 11233 (chat, older).
-THROTTLED_CODES = frozenset({RATE_LIMITED, 230020, 11232, 11233})
+# message-send limits, HTTP 400: 230020 (this chat), 11232 (the service), 11233 (chat, older);
+# bitable's record writes: 1254290 (TooManyRequest: writing too fast) and 1254291 (Write conflict:
+# another write to the same table is in flight — bitable takes one writer per table at a time).
+BITABLE_TOO_FAST = 1254290
+BITABLE_WRITE_CONFLICT = 1254291
+THROTTLED_CODES = frozenset({RATE_LIMITED, 230020, 11232, 11233, BITABLE_TOO_FAST, BITABLE_WRITE_CONFLICT})
 RESET_HEADER = "x-ogw-ratelimit-reset"  # seconds until the limit resets (Feishu shows 52)
 
 R = TypeVar("R")
@@ -104,12 +108,16 @@ def retry_wait(reset_header: str | None, attempt: int, cap: float) -> float:
 class FeishuAPIError(RuntimeError):
     """An open-platform call answered with a non-zero code."""
 
-    def __init__(self, operation: str, code: int | None, msg: str | None, log_id: str | None):
+    def __init__(self, operation: str, code: int | None, msg: str | None, log_id: str | None,
+                 attempts: int = 1):
         self.operation = operation
         self.code = code
         self.msg = msg
         self.log_id = log_id
-        super().__init__(f"{operation} failed: code={code} msg={msg} log_id={log_id}")
+        self.attempts = attempts
+        # a throttle or server error that outlasted the retries says so: not a one-off refusal
+        gave_up = f" (still refused after {attempts} attempts)" if attempts > 1 else ""
+        super().__init__(f"{operation} failed: code={code} msg={msg} log_id={log_id}{gave_up}")
 
 
 class FeishuUnreachable(FeishuAPIError):
@@ -125,13 +133,14 @@ class FeishuUnreachable(FeishuAPIError):
                                     f"attempt(s): {self.kind} ({detail})")
 
 
-def raise_for_response(operation: str, response) -> None:
-    """lark-oapi returns failures as values; turn them into exceptions so RQ retries them."""
+def raise_for_response(operation: str, response, attempts: int = 1) -> None:
+    """lark-oapi returns failures as values; turn them into exceptions so RQ retries them.
+    `attempts`: how many the gateway made (more than one: every retry was refused too)."""
     if not response.success():
         msg = response.msg
         if msg is None and response.code is None:  # raw requests and downloads: no JSON to quote
             msg = f"HTTP {getattr(response.raw, 'status_code', '?')} without a JSON body"
-        raise FeishuAPIError(operation, response.code, msg, response.get_log_id())
+        raise FeishuAPIError(operation, response.code, msg, response.get_log_id(), attempts)
 
 
 def _last_answer(operation: str, state: RetryCallState) -> Any:
@@ -198,7 +207,7 @@ class Feishu:
             retry_error_callback=lambda state: _last_answer(operation, state),
         )
         response = retrying(attempt)
-        raise_for_response(operation, response)
+        raise_for_response(operation, response, retrying.statistics.get("attempt_number", 1))
         return response
 
     def _wait(self, state: RetryCallState) -> float:

@@ -36,14 +36,23 @@ def reply_text(feishu: Feishu, message_id: str, text: str, *, uuid: str | None =
 
 def send_text(feishu: Feishu, chat_id: str, text: str, *, uuid: str) -> str:
     """Post a text message to a chat; `uuid` de-duplicates retries (Feishu keeps it an hour)."""
+    return _send(feishu, chat_id, "text", {"text": text}, uuid)
+
+
+def send_card(feishu: Feishu, chat_id: str, card: dict, *, uuid: str) -> str:
+    """Post an interactive card to a chat (a pipeline's result); `uuid` as for send_text."""
+    return _send(feishu, chat_id, "interactive", card, uuid)
+
+
+def _send(feishu: Feishu, chat_id: str, msg_type: str, content: dict, uuid: str) -> str:
     from lark_oapi.api.im.v1 import CreateMessageRequest, CreateMessageRequestBody
 
     def build() -> CreateMessageRequest:
         body = (
             CreateMessageRequestBody.builder()
             .receive_id(chat_id)
-            .msg_type("text")
-            .content(json.dumps({"text": text}, ensure_ascii=False))
+            .msg_type(msg_type)
+            .content(json.dumps(content, ensure_ascii=False))
             .uuid(uuid[:50])
             .build()
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -550,3 +551,92 @@ class ChatCard(Base):
     content_hash: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_reason: Mapped[str | None] = mapped_column(Text)
+
+
+# -- pipelines (issue 17): a source's rows upserted into a bitable table, read back, verified --
+
+PIPELINE_RUN_STATES = ("queued", "running", "succeeded", "failed")
+PIPELINE_TRIGGERS = ("schedule", "manual", "chat")
+PIPELINE_DAY_STATES = ("pending", "fetched", "written")
+
+
+class Pipeline(Base):
+    """A pipeline's definition (`spec`: bot/pipelines/spec.py as JSON) and its last run."""
+
+    __tablename__ = "pipelines"
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_pipelines_name"),
+        CheckConstraint("last_run_state IN ('queued', 'running', 'succeeded', 'failed')",
+                        name="ck_pipelines_last_run_state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("TRUE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    last_scheduled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    covered_through: Mapped[date | None] = mapped_column(Date)
+    last_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_run_state: Mapped[str | None] = mapped_column(String(12))
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PipelineRun(Base):
+    """One run of a pipeline over days `date_from`..`date_to` (inclusive, pipeline time zone)."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'running', 'succeeded', 'failed')",
+                        name="ck_pipeline_runs_state"),
+        CheckConstraint("triggered_by IN ('schedule', 'manual', 'chat')",
+                        name="ck_pipeline_runs_triggered_by"),
+        CheckConstraint("date_from <= date_to", name="ck_pipeline_runs_dates"),
+        Index("ix_pipeline_runs_pipeline", "pipeline", "id"),
+        Index("ix_pipeline_runs_state", "state", "heartbeat_at"),
+        # Partial in schema.sql (WHERE state IN ('queued', 'running')): one active run per pipeline.
+        Index("ux_pipeline_runs_active", "pipeline", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(64))
+    date_from: Mapped[date] = mapped_column(Date)
+    date_to: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(12), server_default=text("'queued'"))
+    triggered_by: Mapped[str] = mapped_column(String(12))
+    fetched: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    deleted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    calls: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    summary: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, server_default=text("CURRENT_TIMESTAMP"))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    chat_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class PipelineRunDay(Base):
+    """One day of a run: what the source gave for it (as bitable cells), kept so a resumed run
+    does not fetch it again."""
+
+    __tablename__ = "pipeline_run_days"
+    __table_args__ = (
+        UniqueConstraint("run_id", "day", name="uq_pipeline_run_days"),
+        CheckConstraint("state IN ('pending', 'fetched', 'written')", name="ck_pipeline_run_days_state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("pipeline_runs.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(8), server_default=text("'pending'"))
+    row_count: Mapped[int | None] = mapped_column(Integer)
+    fetched_rows: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -28,6 +28,7 @@ class QueueName(StrEnum):
     EXPORTS = "exports"
     DOWNLOADS = "downloads"
     COZE = "coze"
+    PIPELINES = "pipelines"  # pipeline runs: long (a backfill), kept off the event queue
 
 
 ALL_QUEUES: tuple[str, ...] = tuple(q.value for q in QueueName)
@@ -58,6 +59,9 @@ class Jobs:
     DISPATCH_COZE_OUTBOX = "jobs.coze.dispatch_coze_outbox"
     COZE_MANUAL_SYNC = "jobs.coze.coze_manual_sync"
     POLL_COZE_OUTBOX = "jobs.coze.poll_coze_outbox"
+    # pipelines (bot/pipelines)
+    RUN_PIPELINE = "jobs.pipelines.run_pipeline"
+    RUN_DUE_PIPELINES = "jobs.pipelines.run_due_pipelines"
     # chat (bot/chat)
     REFRESH_CHAT_CARDS = "jobs.chat.refresh_chat_cards"
     # retention (bot/retention.py): receipts, delivered outbox rows, audit trails, export archives

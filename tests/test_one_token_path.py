@@ -87,6 +87,8 @@ JOBS_CALLING_FEISHU = {"process_events": True, "refresh_due_tokens": True, "deli
                        # Coze sync: calls Coze, never Feishu
                        "dispatch_coze_outbox": False, "coze_manual_sync": False, "poll_coze_outbox": False,
                        "refresh_chat_cards": True,
+                       # pipelines: a run reads and writes its bitable; the cron's tick only queues
+                       "run_pipeline": True, "run_due_pipelines": False,
                        "apply_retention": False}
 
 

@@ -12,6 +12,7 @@ TYPE_FAMILIES = {
     types.String: "string",
     types.Text: "string",
     types.DateTime: "datetime",
+    types.Date: "date",
     types.Boolean: "boolean",
     types.Float: "float",
 }

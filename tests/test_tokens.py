@@ -266,6 +266,23 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     httpx.post(f"{base_url}/sandbox/tokens/expire")
     assert refresh_chat_cards() == 1
     assert state.messages[card_id].versions, "the card was not patched"
+    # run_pipeline: the target table's fields and records read with a tenant token the sandbox
+    # stopped accepting (a day with nothing to write: the sandbox has no bitable writes yet)
+    from datetime import date
+
+    from bot.pipelines import runs as pipeline_runs
+    from bot.pipelines import store as pipelines
+    from jobs.pipelines import run_pipeline
+    from sandbox.seed import PEOPLE_TABLE, QUALITY_APP
+
+    services.settings.pipeline_modules = "tests.pipeline_helpers"
+    pipelines.add(services, {"name": "people", "source": {"kind": "python",
+                                                          "callable": "tests.pipeline_helpers:no_rows"},
+                             "target": {"app_token": QUALITY_APP, "table_id": PEOPLE_TABLE},
+                             "key": ["姓名"], "partition": "入职日期"})
+    pipeline_run = pipeline_runs.create(services.engine, "people", [date(2030, 1, 1)], "manual")
+    httpx.post(f"{base_url}/sandbox/tokens/expire")
+    assert run_pipeline(pipeline_run) == "succeeded"
 
 
 def _fail_updates(services, on: bool) -> None:

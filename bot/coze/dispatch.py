@@ -14,10 +14,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot import callables
 from bot.coze import manual, mapping, outbox, schedule
 from bot.coze.client import CozeClients, ErrorKind, Outcome
 from bot.coze.keys import open_key
-from bot.coze.spec import FieldMapping, load_callable
+from bot.coze.spec import FieldMapping
 from bot.models import CozeTemplate
 from bot.services import Services
 
@@ -47,7 +48,7 @@ def load_routes(services: Services, template_ids: set[int]) -> dict[int, Route]:
     routes = {}
     for t in templates:
         field_mapping = FieldMapping.model_validate_json(t.field_mapping) if t.field_mapping else None
-        custom = load_callable(field_mapping.callable) if field_mapping and field_mapping.callable else None
+        custom = callables.load(field_mapping.callable) if field_mapping and field_mapping.callable else None
         routes[t.id] = Route(
             t.uuid,
             t.coze_workflow_id,

@@ -3,12 +3,9 @@ table's description is passed in)."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bot import callables
 from bot.coze.schema_info import IDENTIFIER, RESERVED_PREFIXES, TableInfo
 
 UNSENDABLE_KINDS = {"bytes"}
@@ -101,19 +98,6 @@ def check_fields(names: list[str], table: TableInfo, field: str = "selected_fiel
     return problems
 
 
-def allowed_callable(path: str, prefixes: list[str]) -> bool:
-    module = path.split(":", 1)[0] if ":" in path else path.rsplit(".", 1)[0]
-    return any(module == p or module.startswith(p + ".") for p in prefixes if p)
-
-
-def load_callable(path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
-    function = getattr(importlib.import_module(module_name), attribute)
-    if not callable(function):
-        raise TypeError(f"{path} is not callable")
-    return function
-
-
 def check_mapping(mapping: FieldMapping | None, selected: list[str], prefixes: list[str]) -> list[Problem]:
     if mapping is None:
         return []
@@ -126,23 +110,9 @@ def check_mapping(mapping: FieldMapping | None, selected: list[str], prefixes: l
                 )
             )
     if mapping.callable:
-        if not allowed_callable(mapping.callable, prefixes):
-            problems.append(
-                Problem(
-                    field="field_mapping",
-                    message=f"callable {mapping.callable!r} is outside COZE_MAPPING_MODULES",
-                )
-            )
-        else:
-            try:
-                load_callable(mapping.callable)
-            except (ImportError, AttributeError, TypeError, ValueError) as exc:
-                problems.append(
-                    Problem(
-                        field="field_mapping",
-                        message=f"callable {mapping.callable!r} cannot be loaded: {exc}",
-                    )
-                )
+        why = callables.problem(mapping.callable, prefixes, "COZE_MAPPING_MODULES")
+        if why:
+            problems.append(Problem(field="field_mapping", message=why))
     return problems
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot import callables
 from bot.coze import schema_info
 from bot.coze.keys import masked_key, seal_key
 from bot.coze.spec import FieldMapping, TemplateCreate, TemplateFields, validate
@@ -27,7 +28,7 @@ class TemplateNotFound(LookupError):
 
 
 def _prefixes(services: Services) -> list[str]:
-    return [p.strip() for p in services.settings.coze_mapping_modules.split(",") if p.strip()]
+    return callables.prefixes(services.settings.coze_mapping_modules)
 
 
 def plan_for(template: CozeTemplate) -> TriggerPlan:

@@ -32,6 +32,8 @@ SCHEDULE: tuple[Periodic, ...] = (
     Periodic(Jobs.TICK_EXPORTS, QueueName.EXPORTS, lambda s: s.export_tick_seconds, 120),
     Periodic(Jobs.REFRESH_CHAT_CARDS, QueueName.DEFAULT, lambda s: s.chat_card_refresh_seconds, 120),
     Periodic(Jobs.POLL_COZE_OUTBOX, QueueName.COZE, lambda s: s.coze_poll_seconds, 60),
+    # due pipelines started, runs whose job was lost re-queued; 0 turns scheduled pipelines off
+    Periodic(Jobs.RUN_DUE_PIPELINES, QueueName.DEFAULT, lambda s: s.pipeline_tick_seconds, 120),
     Periodic(Jobs.APPLY_RETENTION, QueueName.DEFAULT, lambda s: s.retention_interval_seconds, 600),
     # the only way export files arrive (no event comes from the contract bot's chat); 0 turns it off
     Periodic(Jobs.POLL_EXPORT_MESSAGES, QueueName.EXPORTS, lambda s: s.export_poll_seconds, 300),
