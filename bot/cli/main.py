@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bot.cli import auth, caches, coze, db, export, ops, startup
+from bot.cli import auth, caches, coze, db, export, ops, pipelines, startup
 from bot.cli.common import attach_running_stack
 from bot.cli.errors import BridgeGroup
 from bot.config import load_settings
@@ -50,5 +50,6 @@ for command in (
     caches.sources, caches.sync, caches.cache,
     coze.coze,
     export.export,
+    pipelines.pipeline,
 ):
     main.add_command(command)

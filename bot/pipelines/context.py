@@ -31,6 +31,8 @@ class TokenSource(Protocol):
 
     def get_valid_token(self, provider: str, *, rejected: str | None = None) -> str: ...
 
+    def api_url(self, provider: str) -> str: ...
+
 
 class ProviderTokensMissing(RuntimeError):
     """This process has no provider token store, or the pipeline names no provider."""
@@ -76,6 +78,11 @@ class FetchContext:
         """A valid token of the pipeline's provider."""
         provider, source = self._source()
         return source.get_valid_token(provider)
+
+    def api_url(self) -> str:
+        """The provider's API base (OAUTH_PROVIDERS' api_url, else its declaration's)."""
+        provider, source = self._source()
+        return source.api_url(provider).rstrip("/")
 
     def token_rejected(self, token: str) -> str:
         """The provider said `token` is expired or invalid: refresh now, return the new one."""

@@ -27,13 +27,16 @@ from bot.pipelines.spec import PipelineSpec, SpecError
 from bot.pipelines.target import Table, TableBusy
 from bot.pipelines.verify import verify
 from bot.services import Services
+from bot.tokens.provider_tokens import ProviderNotConfigured
+from bot.tokens.store import NotAuthorized, ReauthRequired
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # phase ("fetch" or "write"), done, total (0: unknown)
 OpenTable = Callable[[Services, PipelineSpec], Table]
+# A token the user must fix (log in again, declare the provider) is not helped by a retry.
 PERMANENT = (SpecError, values.ValueProblem, DuplicateKey, sources.SourceError, store.PipelineNotFound,
-             ProviderTokensMissing)
+             ProviderTokensMissing, ProviderNotConfigured, NotAuthorized, ReauthRequired)
 
 
 @dataclass(frozen=True)
