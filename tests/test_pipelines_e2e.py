@@ -277,3 +277,37 @@ def test_an_sql_pipeline_mirrors_a_bridge_table_and_keeps_it_in_step_on_its_sche
     status = runs.status(services.engine, run_id)
     assert (status.created, status.updated, status.deleted) == (1, 10, 50)
     assert mirrored() == source() and len(source()) == 1151
+
+
+def test_pipeline_run_from_chat_answers_with_a_card_that_ends_with_the_verified_result(bridge):
+    import json
+
+    from rq import SimpleWorker
+
+    from bot.chat.parser import Command, UsageError, parse
+    from jobs.chat import refresh_chat_cards
+    from sandbox.state import DEFAULT_USER_OPEN_ID
+    from tests.test_chat_commands import run as say
+
+    assert parse("/管道 运行 ads-daily 2026-11-29") == Command(
+        "pipeline", "run", args=("ads-daily",), start=DAY, end=DAY)
+    with pytest.raises(UsageError, match="用法"):
+        parse("/pipeline run")
+    services, base_url, state = bridge
+    services.settings.chat_admins = [DEFAULT_USER_OPEN_ID]
+    store.add(services, ads_spec())
+    grant(services, base_url)
+    outcome, [card] = say(services, state, f"/pipeline run ads-daily {DAY}")
+    assert outcome == "pipeline run: ok" and card.msg_type == "interactive"
+    assert json.loads(card.content)["header"]["template"] == "blue"
+    SimpleWorker([services.queues["pipelines"]], connection=services.redis).work(burst=True)
+    assert refresh_chat_cards() == 1
+    final = json.dumps(json.loads(state.messages[card.message_id].content), ensure_ascii=False)
+    expected = truth(base_url, DAY, DAY)
+    accounts = len({row[1] for row in expected})
+    assert '"green"' in final and f"{accounts}/7" in final and f"{len(expected)}" in final
+    assert refresh_chat_cards() == 0  # final: no more patches
+    _, [unknown] = say(services, state, "/pipeline run 不存在")
+    assert "没有名为" in json.loads(unknown.content)["text"]
+    _, [listed] = say(services, state, "/pipeline list")
+    assert "ads-daily" in json.loads(listed.content)["text"]

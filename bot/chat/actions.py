@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from bot import pipelines
 from bot.caches import store
 from bot.caches.export import write_table
 from bot.caches.lookup import query_table
@@ -22,7 +23,14 @@ from bot.chat.access import Origin, readable, require_readable
 from bot.chat.cards import notice_card
 from bot.chat.parser import Command, UsageError, help_text
 from bot.chat.schedule import refresh_soon
-from bot.chat.texts import auth_text, coze_list_text, export_lines, status_text
+from bot.chat.texts import (
+    auth_text,
+    coze_list_text,
+    export_lines,
+    pipeline_list_text,
+    pipeline_runs_text,
+    status_text,
+)
 from bot.coze.schedule import start_manual_sync
 from bot.coze.spec import SpecError
 from bot.export import runner
@@ -183,6 +191,31 @@ def coze_sync(services: Services, command: Command, message_id: str, origin: Ori
     return f"manual sync {sync.id}"
 
 
+def pipeline_list(services: Services, command: Command, message_id: str, origin: Origin) -> None:
+    reply_text(services.feishu, message_id, pipeline_list_text(pipelines.store.list_all(services.engine)))
+
+
+def pipeline_status(services: Services, command: Command, message_id: str, origin: Origin) -> None:
+    name = command.args[0] if command.args else None
+    recent = pipelines.runs.recent(services.engine, name, 5)
+    reply_text(services.feishu, message_id, pipeline_runs_text(recent))
+
+
+def pipeline_run(services: Services, command: Command, message_id: str, origin: Origin) -> str:
+    name = command.args[0]
+    try:
+        run_id = pipelines.runs.start(services, name, command.start, "chat", requested_by=origin.open_id,
+                                      chat_id=origin.chat_id, message_id=message_id)
+    except pipelines.store.PipelineNotFound:
+        raise UsageError(f"没有名为 {name!r} 的管道。发送 /pipeline list 查看全部管道。") from None
+    except pipelines.runs.RunActive as exc:
+        raise UsageError(f"管道 {name} 正在运行（#{exc.run_id}），请等它结束。") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    answer_with_card(services, message_id, origin.chat_id, live.PIPELINE, run_id)
+    return f"pipeline run {run_id}"
+
+
 def answer_with_card(services: Services, message_id: str, chat_id: str, kind: str, ref_id: int) -> None:
     """Reply with the work's card and keep it following the work."""
     card = live.card_for(services, kind, ref_id)
@@ -203,4 +236,7 @@ ACTIONS: dict[tuple[str, str], Action] = {
     ("export", "retry"): export_retry,
     ("coze", "list"): coze_list,
     ("coze", "sync"): coze_sync,
+    ("pipeline", "list"): pipeline_list,
+    ("pipeline", "status"): pipeline_status,
+    ("pipeline", "run"): pipeline_run,
 }

@@ -121,3 +121,26 @@ def coze_sync_card(sync_id: int, state: dict[str, Any], message: str) -> Card:
     failed = state["status"] == "failed" or bool(state["records_failed"])
     content = progress_card(f"Coze 手动同步 #{sync_id}", percent, [message], done=done, failed=failed)
     return Card(content, done)
+
+
+def pipeline_card(status: Any) -> Card:
+    """A pipeline run's card, from `bot.pipelines.runs.status`: days fetched, rows written, then
+    the verified result ("成功账户：6/7 …") or the error."""
+    from bot.pipelines.summary import result_lines
+
+    done = status.state in ("succeeded", "failed")
+    failed = status.state == "failed" or bool(done and status.summary and not status.summary.get("ok"))
+    percent = 100.0 if done else 90.0 * status.days_fetched / max(1, status.days_total)
+    span = f"{status.date_from}" + ("" if status.date_from == status.date_to else f" .. {status.date_to}")
+    lines = [f"日期：{span}", f"已获取：{status.days_fetched}/{status.days_total} 天，{status.fetched} 行"]
+    if status.state == "succeeded" and status.summary:
+        lines += result_lines(status.summary)
+    elif status.state == "failed":
+        lines.append(f"失败：{status.error}")
+    elif status.error:
+        lines.append(f"将重试：{status.error}")
+    if done:
+        lines.append(f"写入：新增 {status.created}，更新 {status.updated}，删除 {status.deleted}"
+                     f"（{status.calls} 次飞书调用）")
+    content = progress_card(f"管道 {status.pipeline} #{status.id}", percent, lines, done=done, failed=failed)
+    return Card(content, done)

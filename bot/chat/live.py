@@ -21,18 +21,20 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
-from bot.chat.cards import Card, coze_sync_card, export_card
+from bot.chat.cards import Card, coze_sync_card, export_card, pipeline_card
 from bot.chat.patch_errors import classify_patch_error
 from bot.coze import manual
 from bot.export.progress import progress
 from bot.feishu import FeishuAPIError
 from bot.im import patch_card
 from bot.models import ChatCard
+from bot.pipelines import runs
 from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-EXPORT, COZE_SYNC = "export", "coze_sync"  # what a card follows: an export run, a Coze manual sync
+# what a card follows: an export run, a Coze manual sync, a pipeline run
+EXPORT, COZE_SYNC, PIPELINE = "export", "coze_sync", "pipeline"
 
 
 def card_for(services: Services, kind: str, ref_id: int) -> Card:
@@ -41,6 +43,8 @@ def card_for(services: Services, kind: str, ref_id: int) -> Card:
     if kind == COZE_SYNC:
         state = manual.progress(services, ref_id)
         return coze_sync_card(ref_id, state, manual.progress_message(state))
+    if kind == PIPELINE:
+        return pipeline_card(runs.status(services.engine, ref_id))
     raise ValueError(f"unknown card kind {kind!r}")
 
 

@@ -33,6 +33,9 @@ COMMANDS = {
     "coze": "coze",
     "扣子": "coze",
     "ping": "ping",
+    "pipeline": "pipeline",
+    "管道": "pipeline",
+    "流水线": "pipeline",
 }
 SUBCOMMANDS = {
     "start": "start",
@@ -46,6 +49,9 @@ SUBCOMMANDS = {
     "列表": "list",
     "sync": "sync",
     "同步": "sync",
+    "run": "run",
+    "运行": "run",
+    "执行": "run",
 }
 
 USAGE = {
@@ -56,6 +62,7 @@ USAGE = {
     "export": "/export start 开始日期 结束日期 | /export status | /export retry [窗口]（导出）",
     "auth": "/auth status（授权 状态）— 用户令牌的剩余时间与刷新情况",
     "coze": "/coze list | /coze sync 模板（扣子）— Coze 同步模板与手动同步",
+    "pipeline": "/pipeline list | /pipeline run 名称 [日期] | /pipeline status [名称]（管道）— 写入多维表格",
 }
 
 
@@ -65,8 +72,8 @@ class UsageError(ValueError):
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # help, status, sync, cache, export, auth, coze, ping
-    action: str = ""  # export: start/status/retry; coze: list/sync; auth: status
+    name: str  # help, status, sync, cache, export, auth, coze, pipeline, ping
+    action: str = ""  # export: start/status/retry; coze: list/sync; auth: status; pipeline: list/run/status
     args: tuple[str, ...] = ()
     force: bool = False
     start: date | None = None
@@ -144,6 +151,8 @@ def parse(text: str) -> Command | None:
             if action == "sync" and len(rest) == 2:
                 return Command("coze", "sync", args=(rest[1],))
             raise UsageError(f"用法：{USAGE['coze']}")
+        case "pipeline":
+            return _pipeline(rest)
     raise UsageError(f"未知命令 /{word}。")  # pragma: no cover - every name is matched above
 
 
@@ -163,6 +172,18 @@ def _export(rest: list[str]) -> Command:
             raise UsageError(f"窗口编号应为数字，收到 {rest[1]!r}。")
         return Command("export", "retry", args=tuple(rest[1:]))
     raise UsageError(f"用法：{USAGE['export']}")
+
+
+def _pipeline(rest: list[str]) -> Command:
+    action = SUBCOMMANDS.get(rest[0].lower()) if rest else None
+    if action == "list" and len(rest) == 1:
+        return Command("pipeline", "list")
+    if action == "status" and len(rest) <= 2:
+        return Command("pipeline", "status", args=tuple(rest[1:]))
+    if action == "run" and len(rest) in (2, 3):
+        day = _day(rest[2]) if len(rest) == 3 else None
+        return Command("pipeline", "run", args=(rest[1],), start=day, end=day)
+    raise UsageError(f"用法：{USAGE['pipeline']}")
 
 
 def _day(text: str) -> date:

@@ -112,3 +112,26 @@ def not_visible_text(source: str, visibility: Visibility, chat_id: str) -> str:
         "如需开放给此会话，请管理员在服务器上运行："
         f"feishu-bridge sources visibility {source} chats --chats {chats}"
     )
+
+
+def pipeline_list_text(found: list[Any]) -> str:
+    """The reply to /pipeline list, from `bot.pipelines.store.list_all`."""
+    if not found:
+        return "还没有管道（feishu-bridge pipeline add 定义.json）。"
+    lines = ["管道："]
+    for p in found:
+        last = f"#{p.last_run_id} {p.last_run_state}" if p.last_run_id else "尚未运行"
+        lines.append(f"• {p.name}{'' if p.enabled else '（已停用）'} — {p.spec.schedule}，上次：{last}")
+    return "\n".join(lines)
+
+
+def pipeline_runs_text(recent: list[Any]) -> str:
+    """The reply to /pipeline status, from `bot.pipelines.runs.recent`."""
+    if not recent:
+        return "还没有管道运行记录。"
+    lines = []
+    for r in recent:
+        span = f"{r.date_from}" + ("" if r.date_from == r.date_to else f"..{r.date_to}")
+        line = f"#{r.id} {r.pipeline} {span}：{r.state}，新增 {r.created} 更新 {r.updated} 删除 {r.deleted}"
+        lines.append(line + (f"（{r.error[:120]}）" if r.error else ""))
+    return "\n".join(lines)
