@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from bot.services import Services
 
@@ -69,6 +69,7 @@ def _summary(services: Services) -> dict[str, Any]:
     engine = services.engine
     caches = store.summary(engine)
     grants = services.user_tokens.grants()  # the token manager is the one reader of grants
+    provider_grants = services.provider_tokens.grants()
     with services.sessions() as session:
         templates = list(session.scalars(select(CozeTemplate).order_by(CozeTemplate.id)))
         receipts = dict(
@@ -103,6 +104,7 @@ def _summary(services: Services) -> dict[str, Any]:
         ],
         "tokens": [
             {
+                "provider": g.provider,
                 "subject": g.subject,
                 "name": g.display_name,
                 "status": g.status,
@@ -110,8 +112,9 @@ def _summary(services: Services) -> dict[str, Any]:
                 "refresh_hours_left": _hours_left(g.refresh_expires_at, now),
                 "last_error": g.last_error,
             }
-            for g in grants
+            for g in [*grants, *provider_grants]
         ],
+        "pipelines": _pipelines(engine),
         "export": export,
         "coze": {
             "templates": [
@@ -144,3 +147,21 @@ def _summary(services: Services) -> dict[str, Any]:
             "failed": [{"id": r.id, "type": r.event_type, "error": r.last_error} for r in failed_events],
         },
     }
+
+
+def _pipelines(engine: Engine) -> list[dict[str, Any]]:
+    from bot.pipelines import runs, store
+
+    latest = {r.pipeline: r for r in reversed(runs.recent(engine, limit=50))}
+    out = []
+    for p in store.list_all(engine):
+        run = latest.get(p.name)
+        out.append({
+            "name": p.name, "enabled": p.enabled, "schedule": p.spec.schedule,
+            "run": run.id if run else None, "state": run.state if run else None,
+            "days": f"{run.date_from}" + ("" if run.date_from == run.date_to else f" .. {run.date_to}")
+            if run else "",
+            "written": f"+{run.created} ~{run.updated} -{run.deleted}" if run else "",
+            "result": (run.summary or {}).get("ok") if run else None, "error": run.error if run else None,
+        })
+    return out

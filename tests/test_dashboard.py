@@ -25,7 +25,8 @@ def test_login_shows_the_panels_and_rq_dashboard(client):
     assert page.status_code == 200
     for marker in (
         b"Cache sources",
-        b"User tokens",
+        b"<h2>Tokens</h2>",
+        b"<h2>Pipelines</h2>",
         b"Contract export",
         b"Coze sync",
         b"Failed job",

@@ -311,3 +311,19 @@ def test_pipeline_run_from_chat_answers_with_a_card_that_ends_with_the_verified_
     assert "没有名为" in json.loads(unknown.content)["text"]
     _, [listed] = say(services, state, "/pipeline list")
     assert "ads-daily" in json.loads(listed.content)["text"]
+
+
+def test_the_dashboard_shows_pipelines_runs_and_provider_grants(bridge):
+    from bot.app import create_app
+    from tests.test_dashboard import SAME_ORIGIN, TOKEN
+
+    services, base_url, _ = bridge
+    store.add(services, ads_spec())
+    grant(services, base_url)
+    run = run_now(services, "ads-daily", DAY)
+    client = create_app(services=services).test_client()
+    client.post("/login", data={"token": TOKEN}, headers=SAME_ORIGIN)
+    panels = client.get("/dashboard/panels").get_data(as_text=True)
+    assert "ads-daily" in panels and f"#{run.id} succeeded" in panels and "daily 07:00" in panels
+    assert f"+{run.created} ~0 -0" in panels and "ads: default" in panels
+    assert services.provider_tokens.get_valid_token("ads") not in panels

@@ -49,6 +49,10 @@ def status_text(snapshot: dict[str, Any]) -> str:
         lines.append("导出：暂无")
     coze = snapshot["coze"]
     lines.append(f"Coze：{len(coze['templates'])} 个模板，待投递 {coze['backlog']}，死信 {coze['dead']}")
+    pipelines = snapshot.get("pipelines") or []
+    if pipelines:
+        failing = [p["name"] for p in pipelines if p["state"] == "failed"]
+        lines.append(f"管道：{len(pipelines)} 个" + (f"，上次失败：{'、'.join(failing)}" if failing else ""))
     failed = snapshot["events"]["by_status"].get("failed", 0)
     lines.append(f"事件：失败 {failed}")
     return "\n".join(lines)
