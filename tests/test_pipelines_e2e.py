@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from sandbox.seed import ADS_DAILY_TABLE_ID, PIPELINE_APP_TOKEN
 from sandbox.seed_ads import ADS_APP_ID, ADS_SECRET
 
 DAY = date(2026, 11, 29)
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pipelines" / "ads-daily.json"
 KEY = ["日期", "账户ID", "计划ID"]
 NUMBERS = ("消耗", "展示", "点击", "转化")
 
@@ -125,7 +127,10 @@ def test_a_90_day_backfill_from_the_cli_writes_every_row_once_within_feishus_cal
     from bot.cli.main import main as cli
 
     services, base_url, _ = bridge
-    store.add(services, ads_spec())
+    added = CliRunner().invoke(cli, ["pipeline", "add", str(EXAMPLE)], env=cli_env(services))
+    assert added.exit_code == 0, added.output
+    shipped = store.get(services.engine, "ads-daily").spec
+    assert shipped == shipped.model_validate(ads_spec())  # the shipped example: the seed's daily job
     grant(services, base_url)
     first, last = DAY - timedelta(days=89), DAY
     result = CliRunner().invoke(cli, ["pipeline", "run", "ads-daily", "--from", first.isoformat(), "--to",
@@ -327,3 +332,12 @@ def test_the_dashboard_shows_pipelines_runs_and_provider_grants(bridge):
     assert "ads-daily" in panels and f"#{run.id} succeeded" in panels and "daily 07:00" in panels
     assert f"+{run.created} ~0 -0" in panels and "ads: default" in panels
     assert services.provider_tokens.get_valid_token("ads") not in panels
+
+
+def test_up_sandbox_points_the_example_provider_at_the_sandbox(settings):
+    from bot.processes.up import _feishu_env, sandbox_settings
+
+    wired = sandbox_settings(settings, 9123)
+    assert wired.oauth_providers["ads"].api_url == "http://127.0.0.1:9123/ads"
+    env = __import__("json").loads(_feishu_env(wired)["OAUTH_PROVIDERS"])  # the children get it
+    assert env["ads"]["client_id"] == ADS_APP_ID and env["ads"]["client_secret"] == ADS_SECRET

@@ -24,6 +24,8 @@ SANDBOX_ADMIN_TOKEN = "sandbox-admin"
 def sandbox_settings(settings: Settings, sandbox_port: int) -> Settings:
     """Point the bridge at the sandbox, with the sandbox's fixed app credentials and its own
     var/ subdirectory so sandbox data never mixes with a real deployment's."""
+    from bot.config import ProviderCredentials
+    from sandbox.seed_ads import ADS_APP_ID, ADS_SECRET
     from sandbox.state import (
         DEFAULT_USER_OPEN_ID,
         SANDBOX_APP_ID,
@@ -44,6 +46,10 @@ def sandbox_settings(settings: Settings, sandbox_port: int) -> Settings:
         "chat_admins": settings.chat_admins or [DEFAULT_USER_OPEN_ID],
         "admin_token": settings.admin_token if settings.admin_token.get_secret_value() else SecretStr(
             SANDBOX_ADMIN_TOKEN),
+        # the sandbox's ad platform, for the example pipeline (bot/pipelines/examples.py)
+        "oauth_providers": {"ads": ProviderCredentials(client_id=ADS_APP_ID, client_secret=ADS_SECRET,
+                                                       api_url=f"http://127.0.0.1:{sandbox_port}/ads"),
+                            **settings.oauth_providers},
     }
     return settings.model_copy(update=update)
 
@@ -58,6 +64,9 @@ def _feishu_env(settings: Settings) -> dict[str, str]:
         "FEISHU_EVENT_MODE": settings.feishu_event_mode,
         "CHAT_ADMINS": ",".join(settings.chat_admins),
         "ADMIN_TOKEN": settings.admin_token.get_secret_value(),
+        "OAUTH_PROVIDERS": json.dumps({
+            name: {**c.model_dump(), "client_secret": c.client_secret.get_secret_value()}
+            for name, c in settings.oauth_providers.items()}),
     }
 
 
