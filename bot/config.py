@@ -179,8 +179,6 @@ class Settings(BaseSettings):
 
     # Pipelines (issue 17): a source's rows upserted into a bitable table on a schedule, then
     # read back and verified (bot/pipelines/).
-    # Module prefixes a pipeline's Python source may come from (comma-separated).
-    pipeline_modules: str = "bot.pipelines.examples,pipelines"
     # The zone of `daily HH:MM` schedules, of the days a run covers, and of date cells (a date
     # is written as midnight here).
     pipeline_timezone: str = "Asia/Shanghai"

@@ -336,12 +336,14 @@ def test_partition_owns_its_days_and_leaves_the_others():
     assert sorted(emptied.deletes) == ["rec1", "rec2", "rec5"]
 
 
-def test_a_key_outside_the_days_is_updated_not_duplicated():
-    """Key without the partition: the record moves into the run's day rather than being copied."""
+def test_a_run_never_touches_a_record_outside_its_days():
+    """Review finding: with the partition outside the key, the old plan moved another day's
+    record into the run's day (an update of rec1). Records out of scope are now never matched,
+    updated or deleted; and the spec refuses such a key (test_spec_requires_the_partition_in_the_key)."""
     table = existing({"订单": "o1", "日期": D2, "金额": 3})
     plan = plan_upsert(table, [{"订单": "o1", "日期": D1, "金额": 3}], ["订单"], {DAY}, partition="日期",
                        scope_of=by_day)
-    assert plan.creates == [] and plan.updates == [Update("rec1", {"日期": D1})]
+    assert plan.updates == [] and plan.deletes == [] and len(plan.creates) == 1
 
 
 def test_duplicate_keys():
@@ -819,7 +821,8 @@ def test_a_run_with_nothing_to_write_reads_the_sandbox_table_and_succeeds(servic
     services.settings.pipeline_reread_delay_seconds = 0.0
     source = {"kind": "python", "callable": "tests.pipeline_helpers:no_rows"}
     store.add(services, {"name": "people", "source": source,
-                         "target": {"app_token": QUALITY_APP, "table_id": PEOPLE_TABLE}, "key": ["姓名"],
+                         "target": {"app_token": QUALITY_APP, "table_id": PEOPLE_TABLE},
+                         "key": ["姓名", "入职日期"],
                          "partition": "入职日期", "group_by": "部门", "sum_fields": ["职级"]})
     run_id = runs.create(services.engine, "people", [date(2030, 1, 1)], "manual")
     outcome = runner.run_pipeline(services, run_id)
@@ -830,8 +833,18 @@ def test_a_run_with_nothing_to_write_reads_the_sandbox_table_and_succeeds(servic
     # the same day with rows whose key field the table lacks: refused before anything is written
     store.add(services, {"name": "people", "source": {"kind": "python",
                                                       "callable": "tests.pipeline_helpers:unknown_column"},
-                         "target": {"app_token": QUALITY_APP, "table_id": PEOPLE_TABLE}, "key": ["姓名"],
+                         "target": {"app_token": QUALITY_APP, "table_id": PEOPLE_TABLE},
+                         "key": ["姓名", "入职日期"],
                          "partition": "入职日期"}, replace=True)
     again = runs.create(services.engine, "people", [date(2030, 1, 1)], "manual")
     failed = runner.run_pipeline(services, again)
     assert failed.state == "failed" and "'账户ID' is not a field of the target table" in failed.text
+
+
+def test_spec_requires_the_partition_in_the_key():
+    from bot.pipelines.spec import parse
+
+    doc = {"name": "p", "source": {"kind": "python", "callable": "x.y:z"},
+           "target": {"app_token": APP, "table_id": TABLE}, "key": ["订单"], "partition": "日期"}
+    with pytest.raises(Exception, match="partition field 日期 must be one of the key fields"):
+        parse(doc)

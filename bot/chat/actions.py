@@ -11,7 +11,6 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bot import pipelines
 from bot.caches import store
 from bot.caches.export import write_table
 from bot.caches.lookup import query_table
@@ -42,6 +41,8 @@ from bot.filenames import safe_filename
 from bot.im import reply_card, reply_file, reply_text
 from bot.models import CozeTemplate
 from bot.overview import overview
+from bot.pipelines import runs as pipeline_runs
+from bot.pipelines import store as pipeline_store
 from bot.services import Services
 
 INLINE_ROWS = 20  # more rows than this come back as an xlsx file
@@ -192,23 +193,23 @@ def coze_sync(services: Services, command: Command, message_id: str, origin: Ori
 
 
 def pipeline_list(services: Services, command: Command, message_id: str, origin: Origin) -> None:
-    reply_text(services.feishu, message_id, pipeline_list_text(pipelines.store.list_all(services.engine)))
+    reply_text(services.feishu, message_id, pipeline_list_text(pipeline_store.list_all(services.engine)))
 
 
 def pipeline_status(services: Services, command: Command, message_id: str, origin: Origin) -> None:
     name = command.args[0] if command.args else None
-    recent = pipelines.runs.recent(services.engine, name, 5)
+    recent = pipeline_runs.recent(services.engine, name, 5)
     reply_text(services.feishu, message_id, pipeline_runs_text(recent))
 
 
 def pipeline_run(services: Services, command: Command, message_id: str, origin: Origin) -> str:
     name = command.args[0]
     try:
-        run_id = pipelines.runs.start(services, name, command.start, "chat", requested_by=origin.open_id,
+        run_id = pipeline_runs.start(services, name, command.start, "chat", requested_by=origin.open_id,
                                       chat_id=origin.chat_id, message_id=message_id)
-    except pipelines.store.PipelineNotFound:
+    except pipeline_store.PipelineNotFound:
         raise UsageError(f"没有名为 {name!r} 的管道。发送 /pipeline list 查看全部管道。") from None
-    except pipelines.runs.RunActive as exc:
+    except pipeline_runs.RunActive as exc:
         raise UsageError(f"管道 {name} 正在运行（#{exc.run_id}），请等它结束。") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None

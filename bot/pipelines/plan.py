@@ -131,7 +131,7 @@ def plan_upsert(existing: Sequence[Existing], incoming: Sequence[Mapping[str, An
         wanted[k] = row
 
     by_key: dict[tuple[Any, ...], list[Existing]] = {}
-    for record in existing:
+    for record in filter(in_scope, existing):  # a run never touches rows outside its days
         by_key.setdefault(key_of(record.fields, key), []).append(record)
 
     plan = Plan()

@@ -208,6 +208,8 @@ class PipelineSpec(BaseModel):
         problems += [p for name in self.sum_fields if (p := field_name_problem(name, "sum field"))]
         if len(set(self.key)) != len(self.key):
             problems.append("key names a field twice")
+        if self.partition and self.partition not in self.key:  # else a key could match another day's row
+            problems.append(f"the partition field {self.partition} must be one of the key fields")
         if len(set(self.sum_fields)) != len(self.sum_fields):
             problems.append("sum_fields names a field twice")
         if isinstance(self.source, SqlSource) and self.partition and not self.source.uses_day():
