@@ -353,6 +353,30 @@ def test_transient_refresh_errors_are_retried_and_other_errors_name_the_setting(
     assert tokens.history("ads", "default")[0].outcome == "error"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_refresh_lock_is_held_through_every_retry_of_a_slow_provider(services, fake_ads, caplog):
+    """Three slow attempts outlast the lock's TTL: the lock is renewed before each, so no other
+    process can spend the same refresh token meanwhile (the old code let it expire after 2 s)."""
+    fake, _ = fake_ads
+    settings = _with_ads(services.settings).model_copy(update={"token_lock_ttl_seconds": 2})
+    held: list[bool] = []
+    key = GrantKind("ads", "ads").lock_key("default")
+
+    def slow(request: TokenRequest) -> tuple[int, object]:
+        held.append(bool(services.redis.exists(key)))
+        time.sleep(1.2)
+        if len(held) < 3:
+            return 500, {"code": 50000, "message": "internal error"}
+        return fake(request)
+
+    tokens = ProviderTokens(services.engine, services.redis, services.secret_box, settings, post=slow,
+                            retry_wait=0.01)
+    tokens.store_grant("ads", refresh_token=fake.grant())
+    assert tokens.get_valid_token("ads") and fake.refreshes == 1
+    assert held == [True, True, True]
+    assert "outlived its lock" not in caplog.text
+
+
 def test_unconfigured_providers_say_which_setting(services):
     bare = ProviderTokens(services.engine, services.redis, services.secret_box,
                           services.settings.model_copy(update={"pipeline_modules": "tests.provider_decls"}))

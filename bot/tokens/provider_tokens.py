@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 Post = Callable[[TokenRequest], tuple[int, Any]]  # one POST: (HTTP status, JSON body or None)
 SUBJECT = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
-TIMEOUT_SECONDS = 30.0
+TIMEOUT_SECONDS = 10.0  # one attempt well inside TOKEN_LOCK_TTL_SECONDS (each attempt renews the lock)
 
 
 class ProviderNotConfigured(TokenError):

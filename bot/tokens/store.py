@@ -31,6 +31,7 @@ from bot.tokens.secretbox import SecretBox
 
 if TYPE_CHECKING:  # Redis, tenacity and alerts are imported where a refresh uses them:
     from redis import Redis  # reading grants (`auth status`) needs none of them
+    from redis.lock import Lock
 
     from bot.tokens.kinds import GrantKind
 
@@ -195,7 +196,7 @@ class TokenStore:
             else:
                 self._usable(subject, row, None, margin)  # raises for a missing or re-auth-required grant
             assert row is not None
-            return self._refresh(row, cause)
+            return self._refresh(row, cause, keep_lock=lambda: self._keep_lock(lock, ttl, subject))
         finally:
             try:
                 lock.release()
@@ -203,7 +204,18 @@ class TokenStore:
                 log.warning("token refresh outlived its lock (TOKEN_LOCK_TTL_SECONDS too short?)",
                             extra={"provider": self.provider, "subject": subject})
 
-    def _refresh(self, row: OAuthToken, cause: str) -> str:
+    def _keep_lock(self, lock: Lock, ttl: int, subject: str) -> None:
+        """Restart the refresh lock's TTL before each exchange attempt: retries with backoff can
+        outlast one TTL, and a refresh token must never be spent by two holders at once."""
+        from redis.exceptions import LockError
+
+        try:
+            lock.extend(ttl, replace_ttl=True)
+        except LockError as exc:
+            raise TokenUnavailable(f"the refresh lock of {subject} expired before the refresh token was "
+                                   "spent (TOKEN_LOCK_TTL_SECONDS too short?); not spending it") from exc
+
+    def _refresh(self, row: OAuthToken, cause: str, keep_lock: Callable[[], None] = lambda: None) -> str:
         pending = self._pending_pair(row)
         if pending is not None:
             # A refresh the provider answered but the database did not take (e.g. it was down): its
@@ -215,7 +227,7 @@ class TokenStore:
             raise ReauthRequired(f"the stored grant has no refresh token; {self.kind.no_refresh_fix}"
                                  f"{self.kind.hint(row.subject)}")
         try:
-            pair = self._exchange(self._box.open(row.refresh_token))
+            pair = self._exchange(self._box.open(row.refresh_token), keep_lock)
         except OAuthError as exc:
             return self._refresh_failed(row, cause, exc)
         self._keep_pending(row, pair)
@@ -247,11 +259,13 @@ class TokenStore:
             scopes=doc["scopes"],
         )
 
-    def _exchange(self, refresh_token: str) -> TokenPair:
-        """Spend the refresh token; transient failures retried with backoff, 3 attempts in all."""
+    def _exchange(self, refresh_token: str, keep_lock: Callable[[], None]) -> TokenPair:
+        """Spend the refresh token; transient failures retried with backoff, 3 attempts in all,
+        each under a renewed lock."""
         from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
         def attempt() -> TokenPair:
+            keep_lock()
             try:
                 return self._exchange_once(refresh_token)
             except OAuthError:
