@@ -475,6 +475,7 @@ CREATE TABLE IF NOT EXISTS pipeline_runs (
     started_at   TIMESTAMP,
     finished_at  TIMESTAMP,
     heartbeat_at TIMESTAMP,
+    not_before   TIMESTAMP,                   -- a retry's job is due then (not lost before)
     requested_by VARCHAR(64),                 -- open_id of whoever started it (chat, CLI)
     chat_id      VARCHAR(64),                 -- where its progress card lives
     message_id   VARCHAR(64),                 -- … and which message that card is

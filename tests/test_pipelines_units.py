@@ -554,6 +554,24 @@ def test_stalled_and_lost_runs_are_found_for_resuming(bridge):
     assert [s.id for s in runs.recent(engine, "b")] == [ids[1]]
 
 
+def test_a_retry_waiting_longer_than_the_stale_time_is_not_taken_for_lost(bridge):
+    """A retry queued 30 min out (PIPELINE_RETRY_SECONDS × attempts) is waiting, not lost: the
+    cron leaves it alone until its job was due and then some (the old code re-offered it after
+    PIPELINE_STALE_SECONDS, cutting the backoff short)."""
+    engine = bridge.engine
+    store.add(bridge, ad_spec())
+    run_id = runs.create(engine, "ad-spend", [DAY], "manual")
+    assert runs.claim(engine, run_id, stale_seconds=600)
+    runs.requeue(engine, run_id, "Feishu down", delay_seconds=1800)
+    now = datetime.now(UTC)
+    assert runs.resumable(engine, stale_seconds=600, now=now + timedelta(seconds=700)) == []
+    assert runs.resumable(engine, stale_seconds=600, now=now + timedelta(seconds=2000)) == []
+    assert runs.resumable(engine, stale_seconds=600, now=now + timedelta(seconds=2500)) == [run_id]
+    assert runs.claim(engine, run_id, stale_seconds=600)  # its job came: the wait is over
+    with engine.begin() as conn:
+        assert conn.scalar(select(PipelineRun.not_before).where(PipelineRun.id == run_id)) is None
+
+
 def test_a_day_of_ads_is_written_verified_and_a_rerun_writes_nothing(bridge):
     store.add(bridge, ad_spec(chat_id=None))
     table = FakeTable()

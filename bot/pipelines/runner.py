@@ -69,16 +69,17 @@ def run_pipeline(services: Services, run_id: int, *, progress: Progress | None =
     except PERMANENT as exc:
         return _failed(services, status, str(exc), calls=table.calls if table else 0)
     except TableBusy as exc:
-        runs.requeue(services.engine, run_id, str(exc), count_attempt=False)
-        schedule.enqueue_run(services, run_id, delay_seconds=max(30.0, settings.pipeline_lock_wait_seconds))
+        delay = max(30.0, settings.pipeline_lock_wait_seconds)
+        runs.requeue(services.engine, run_id, str(exc), delay_seconds=delay, count_attempt=False)
+        schedule.enqueue_run(services, run_id, delay_seconds=delay)
         return Outcome(run_id, "queued", str(exc))
     except Exception as exc:
         log.exception("pipeline run failed", extra={"run_id": run_id, "pipeline": status.pipeline})
         error = f"{type(exc).__name__}: {exc}"
         if status.attempts >= settings.pipeline_max_attempts:
             return _failed(services, status, error, calls=table.calls if table else 0)
-        runs.requeue(services.engine, run_id, error)
         delay = settings.pipeline_retry_seconds * status.attempts
+        runs.requeue(services.engine, run_id, error, delay_seconds=delay)
         schedule.enqueue_run(services, run_id, delay_seconds=delay)
         return Outcome(run_id, "queued", f"will retry: {error}")
 

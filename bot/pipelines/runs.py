@@ -157,7 +157,7 @@ def claim(engine: Engine, run_id: int, *, stale_seconds: float, now: datetime | 
             or_(PipelineRun.state == "queued",
                 and_(PipelineRun.state == "running",
                      or_(PipelineRun.heartbeat_at.is_(None), PipelineRun.heartbeat_at < stale))),
-        ).values(state="running", attempts=PipelineRun.attempts + 1, heartbeat_at=now,
+        ).values(state="running", attempts=PipelineRun.attempts + 1, heartbeat_at=now, not_before=None,
                  started_at=func.coalesce(PipelineRun.started_at, now))).rowcount == 1
 
 
@@ -211,10 +211,14 @@ def _finish(engine: Engine, run_id: int, state: str, counts: dict[str, int], **v
                      .values(state=state, finished_at=utcnow(), heartbeat_at=utcnow(), **counts, **values))
 
 
-def requeue(engine: Engine, run_id: int, error: str, *, count_attempt: bool = True) -> None:
-    """Back to `queued` after a transient failure (its fetched days are kept); a wait for a busy
-    table does not count as an attempt."""
-    values: dict[str, Any] = {"state": "queued", "error": error[:4000], "heartbeat_at": utcnow()}
+def requeue(engine: Engine, run_id: int, error: str, *, delay_seconds: float = 0.0,
+            count_attempt: bool = True) -> None:
+    """Back to `queued` after a transient failure (its fetched days are kept), its job due in
+    `delay_seconds` — until then the run is waiting, not lost; a wait for a busy table does not
+    count as an attempt."""
+    now = utcnow()
+    values: dict[str, Any] = {"state": "queued", "error": error[:4000], "heartbeat_at": now,
+                              "not_before": now + timedelta(seconds=delay_seconds)}
     if not count_attempt:
         values["attempts"] = PipelineRun.attempts - 1
     with engine.begin() as conn:
@@ -224,9 +228,10 @@ def requeue(engine: Engine, run_id: int, error: str, *, count_attempt: bool = Tr
 
 def resumable(engine: Engine, *, stale_seconds: float, now: datetime | None = None) -> list[int]:
     """Runs whose job seems lost: running with a heartbeat older than `stale_seconds` (the
-    worker died), or queued that long without being claimed (the job never reached Redis)."""
+    worker died), or queued that long without being claimed (the job never reached Redis) — for
+    a retry, counted from when its delayed job was due (`not_before`; claiming clears it)."""
     stale = (now or utcnow()) - timedelta(seconds=stale_seconds)
-    quiet = func.coalesce(PipelineRun.heartbeat_at, PipelineRun.queued_at) < stale
+    quiet = func.coalesce(PipelineRun.not_before, PipelineRun.heartbeat_at, PipelineRun.queued_at) < stale
     with engine.connect() as conn:
         return list(conn.scalars(select(PipelineRun.id).where(
             PipelineRun.state.in_(("queued", "running")), quiet).order_by(PipelineRun.id)))

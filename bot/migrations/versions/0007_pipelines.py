@@ -62,6 +62,7 @@ TABLES = (
     started_at   TIMESTAMP,
     finished_at  TIMESTAMP,
     heartbeat_at TIMESTAMP,
+    not_before   TIMESTAMP,
     requested_by VARCHAR(64),
     chat_id      VARCHAR(64),
     message_id   VARCHAR(64),
