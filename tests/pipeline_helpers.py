@@ -10,6 +10,7 @@ bitable's batch limits and each field type's value shape.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -39,6 +40,7 @@ class FakeTable:
         self.calls = 0
         self.writes: list[tuple[str, int]] = []  # (operation, records in the batch)
         self.lose_creates = 0  # batches whose records Feishu acknowledges, then loses
+        self.page_read: Callable[[], None] = lambda: None  # a test's hook: e.g. a slow page
         self._next = 0
 
     # -- reads --------------------------------------------------------------------------------
@@ -46,8 +48,11 @@ class FakeTable:
         self.calls += 1
         return dict(self._fields)
 
-    def read(self, names: list[str]) -> list[dict[str, Any]]:
-        self.calls += max(1, math.ceil(len(self.records) / 500))
+    def read(self, names: list[str], alive: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+        for _ in range(max(1, math.ceil(len(self.records) / 500))):  # a call per page
+            self.calls += 1
+            self.page_read()
+            alive()
         return [{"record_id": rid, "fields": {k: self._shown(k, v, n) for k, v in fields.items()
                                               if k in names and not _empty(v)}}
                 for n, (rid, fields) in enumerate(self.records.items())]

@@ -714,6 +714,29 @@ def test_a_table_another_run_is_writing_requeues_without_counting(bridge):
     assert pipeline_helpers.FETCHED == [DAY]  # fetched once
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_write_lock_is_renewed_while_a_large_table_is_read(bridge):
+    """Reading 1,600 records (4 pages) takes longer than the lock's TTL: each page renews it, so
+    the writes that follow still hold the table (the old code renewed only after a batch, found
+    the lock gone, and had written its first batch without it)."""
+    import time
+
+    from bot.pipelines import writer
+
+    table = FakeTable()
+    for n in range(1600):
+        table.put({"账户ID": "a", "计划": f"p{n:04d}", "消耗": 1})
+    table.page_read = lambda: time.sleep(0.35)
+    incoming = [{"账户ID": "a", "计划": f"p{n:04d}", "消耗": 2} for n in range(1600)]
+    with write_lock(bridge.redis, APP, TABLE, ttl=1, wait=0) as lock:
+        result = writer.write(table, AD_FIELDS, incoming, ["账户ID", "计划"], writer.Scope(), lock,
+                              names=["账户ID", "计划", "消耗"])
+        assert bridge.redis.exists(f"fb:lock:bitable-write:{APP}:{TABLE}")
+    assert (result.updated, result.rounds) == (1600, 1)
+    assert table.writes == [("update", 1000), ("update", 600)]
+    assert {r["消耗"] for r in table.rows()} == {2}
+
+
 def test_provider_tokens_come_from_the_seam(bridge):
     store.add(bridge, ad_spec(provider="oceanengine",
                               source={"kind": "python", "callable": "tests.pipeline_helpers:with_token"}))

@@ -6,7 +6,8 @@ with backoff there, and every call is counted.
 * `batch_create` carries a `client_token` (a uuid4 per batch, the same on every retry of it):
   a create the gateway retries after a timeout whose first attempt did land is not applied twice.
 * Bitable takes one writer per table: `write_lock` is a Redis lock per (app_token, table_id),
-  shared by every process, held for a run's whole write phase and renewed after each batch.
+  shared by every process, held for a run's whole write phase and renewed after each page read
+  and before each batch (a batch is never sent without the lock).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Table(Protocol):
 
     def fields(self) -> dict[str, FieldInfo]: ...
 
-    def read(self, names: list[str]) -> list[dict[str, Any]]: ...
+    def read(self, names: list[str], alive: Callable[[], None] = ...) -> list[dict[str, Any]]: ...
 
     def create(self, rows: list[dict[str, Any]]) -> list[str]: ...
 
@@ -76,13 +77,15 @@ class BitableTable:
     def where(self) -> str:
         return f"{self.app_token}/{self.table_id}"
 
-    def _pages(self, operation: str, page: Callable[[str | None], Any]) -> list[dict[str, Any]]:
-        """Every item of a listing; `page(token)` makes one gateway call."""
+    def _pages(self, operation: str, page: Callable[[str | None], Any],
+               alive: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+        """Every item of a listing; `page(token)` makes one gateway call, `alive()` follows each."""
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
             self.calls += 1
             data = _data(page(token))
+            alive()
             items += data.get("items") or []
             if not data.get("has_more"):
                 break
@@ -111,8 +114,9 @@ class BitableTable:
 
         return fields_from_api(self._pages(operation, page))
 
-    def read(self, names: list[str]) -> list[dict[str, Any]]:
-        """Every record as {record_id, fields}, with only `names` (and no automatic fields)."""
+    def read(self, names: list[str], alive: Callable[[], None] = lambda: None) -> list[dict[str, Any]]:
+        """Every record as {record_id, fields}, with only `names` (and no automatic fields);
+        `alive()` after each page (a long read renews the write lock)."""
         from lark_oapi.api.bitable.v1 import ListAppTableRecordRequest
 
         operation = "bitable.v1.app_table_record.list"
@@ -127,7 +131,7 @@ class BitableTable:
             return self.feishu.call(operation, lambda client, option:
                                     client.bitable.v1.app_table_record.list(request(), option))
 
-        return self._pages(operation, page)
+        return self._pages(operation, page, alive)
 
     def create(self, rows: list[dict[str, Any]]) -> list[str]:
         from lark_oapi.api.bitable.v1 import (
@@ -185,7 +189,7 @@ class BitableTable:
 
 
 class TableLock:
-    """The held write lock; `renew()` after each batch restarts its TTL, or raises LockLost."""
+    """The held write lock; `renew()` restarts its TTL, or raises LockLost."""
 
     def __init__(self, lock: Lock, ttl: int, name: str) -> None:
         self._lock, self._ttl, self.name = lock, ttl, name
@@ -196,7 +200,7 @@ class TableLock:
         try:
             self._lock.extend(self._ttl, replace_ttl=True)
         except LockError as exc:
-            raise LockLost(f"the write lock of {self.name} expired during the run (a batch took longer "
+            raise LockLost(f"the write lock of {self.name} expired during the run (a call took longer "
                            "than PIPELINE_LOCK_TTL_SECONDS?); stopped writing") from exc
 
 

@@ -54,27 +54,28 @@ class Scope:
         return (self.of(cell) if self.of else cell) in self.values
 
 
-def read_table(table: Table, fields: Mapping[str, FieldInfo],
-               names: Sequence[str]) -> list[planning.Existing]:
-    """Every record, normalised to the shape planning compares (values.read_fields)."""
+def read_table(table: Table, fields: Mapping[str, FieldInfo], names: Sequence[str],
+               lock: TableLock) -> list[planning.Existing]:
+    """Every record, normalised to the shape planning compares (values.read_fields); the lock
+    renewed after every page (reading a large table can outlast its TTL)."""
     return [planning.Existing(r["record_id"], read_fields(r.get("fields") or {}, fields, names))
-            for r in table.read(list(names))]
+            for r in table.read(list(names), lock.renew)]
 
 
 def apply(table: Table, plan: planning.Plan, lock: TableLock, progress: Callable[[int], None]) -> None:
     """Deletes first (room below the table's row limit), then updates, then creates; the lock's
-    TTL is renewed after every batch."""
+    TTL is renewed before every batch, so none is sent by a run that lost it."""
     for ids in plan.delete_batches():
-        table.delete(ids)
         lock.renew()
+        table.delete(ids)
         progress(len(ids))
     for updates in plan.update_batches():
-        table.update(updates)
         lock.renew()
+        table.update(updates)
         progress(len(updates))
     for rows in plan.create_batches():
-        table.create(rows)
         lock.renew()
+        table.create(rows)
         progress(len(rows))
 
 
@@ -88,7 +89,7 @@ def write(table: Table, fields: Mapping[str, FieldInfo], incoming: Sequence[Mapp
                                     scope_of=scope.of)
 
     written = Written()
-    existing = read_table(table, fields, names)
+    existing = read_table(table, fields, names, lock)
     plan = plan_for(existing)
     while not plan.empty:
         if written.rounds == MAX_ROUNDS:
@@ -107,7 +108,7 @@ def write(table: Table, fields: Mapping[str, FieldInfo], incoming: Sequence[Mapp
         written.duplicates += plan.duplicates
         if reread_delay > 0:
             time.sleep(reread_delay)  # let the table settle before it is read back
-        existing = read_table(table, fields, names)
+        existing = read_table(table, fields, names, lock)
         plan = plan_for(existing)
     written.final = [r for r in existing if scope.contains(r)]
     return written
