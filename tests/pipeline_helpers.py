@@ -156,3 +156,17 @@ def with_token(ctx: FetchContext) -> list[dict[str, Any]]:
     if token == "expired":
         token = ctx.token_rejected(token)
     return [{"账户ID": token, "计划": "p1", "消耗": 1}]
+
+
+SOURCE_TROUBLE: dict[str, Any] = {"failed": set(), "empty": False}  # what `two_plans_each` suffers
+
+
+def two_plans_each(ctx: FetchContext) -> FetchResult:
+    """Accounts a1 and a2, two plans each; an account in SOURCE_TROUBLE["failed"] cannot be
+    fetched, and SOURCE_TROUBLE["empty"] makes the platform answer with nothing at all."""
+    if SOURCE_TROUBLE["empty"]:
+        return FetchResult([], expected_groups=["a1", "a2"])
+    failed = {a: "接口超时" for a in SOURCE_TROUBLE["failed"]}
+    rows = [{"账户ID": a, "计划": p, "消耗": 5}
+            for a in ("a1", "a2") if a not in failed for p in ("p1", "p2")]
+    return FetchResult(rows, expected_groups=["a1", "a2"], failed_groups=failed)

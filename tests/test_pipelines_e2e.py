@@ -160,9 +160,10 @@ def _calls(counts: dict[str, dict[str, int]]) -> list[tuple[tuple[str, int], int
 
 
 def test_16_runs_in_4_processes_share_one_refresh_and_one_table_without_losing_a_write(bridge):
-    """Sixteen pipelines (one day each, one provider, one table) started at one instant across
-    four processes: the about-to-expire token is refreshed once, the table's writers queue on its
-    lock (and back off on 1254291/1254290), and the table ends with exactly the platform's rows."""
+    """Sixteen pipelines (one day each, one provider, one table — so they only upsert) started at
+    one instant across four processes: the about-to-expire token is refreshed once, the table's
+    writers queue on its lock (and back off on 1254291/1254290), and the table ends with exactly
+    the platform's rows."""
     import json
     import subprocess
     import sys
@@ -173,7 +174,7 @@ def test_16_runs_in_4_processes_share_one_refresh_and_one_table_without_losing_a
     services, base_url, _ = bridge
     days = [DAY - timedelta(days=n) for n in range(16)]
     for n in range(16):
-        store.add(services, ads_spec(f"ads-{n}"))
+        store.add(services, ads_spec(f"ads-{n}", delete_missing=False))
     issued = grant(services, base_url)
     services.provider_tokens.store_grant("ads", refresh_token=issued["refresh_token"],
                                          access_token=issued["access_token"], expires_in=60)  # due now

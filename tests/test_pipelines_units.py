@@ -5,6 +5,7 @@ bitable writes; the table reads against the sandbox."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -39,10 +40,13 @@ APP, TABLE = "bascnAdsApp000001", "tblAdSpend000001"
 
 
 def ad_spec(**overrides) -> dict:
+    """The ad-spend pipeline; under another name, on a table of its own (one table, one pipeline)."""
+    name = overrides.get("name", "ad-spend")
+    table = TABLE if name == "ad-spend" else "tbl" + hashlib.sha1(name.encode()).hexdigest()[:13]
     spec = {
         "name": "ad-spend",
         "source": {"kind": "python", "callable": "bot.pipelines.examples:demo_ad_spend"},
-        "target": f"https://x.feishu.cn/base/{APP}?table={TABLE}&view=vew1",
+        "target": f"https://x.feishu.cn/base/{APP}?table={table}&view=vew1",
         "key": ["账户ID", "日期", "计划"],
         "partition": "日期",
         "schedule": "daily 07:00",
@@ -735,6 +739,58 @@ def test_the_write_lock_is_renewed_while_a_large_table_is_read(bridge):
     assert (result.updated, result.rounds) == (1600, 1)
     assert table.writes == [("update", 1000), ("update", 600)]
     assert {r["消耗"] for r in table.rows()} == {2}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_rows_the_source_failed_to_give_are_kept_not_deleted(bridge):
+    """An account the platform could not fetch, or a day it answered with nothing, keeps its
+    rows (the old code deleted them as "no longer in the source"); `delete_when_empty` opts in."""
+    trouble = pipeline_helpers.SOURCE_TROUBLE
+    source = {"kind": "python", "callable": "tests.pipeline_helpers:two_plans_each"}
+    store.add(bridge, ad_spec(source=source))
+    table = FakeTable()
+    table.put({"账户ID": "a1", "日期": DAY_MS + 86_400_000, "计划": "p9", "消耗": 1})  # another day's
+
+    def run_day() -> runner.Outcome:
+        return run(bridge, runs.create(bridge.engine, "ad-spend", [DAY], "manual"), table)
+
+    def accounts() -> list[str]:
+        return sorted(r["账户ID"] for r in table.rows() if r["日期"] == DAY_MS)
+
+    try:
+        assert run_day().state == "succeeded" and accounts() == ["a1", "a1", "a2", "a2"]
+        trouble["failed"] = {"a2"}
+        outcome = run_day()
+        assert outcome.state == "succeeded" and accounts() == ["a1", "a1", "a2", "a2"]
+        assert "保留 2 条" in outcome.text and "获取失败的账户：a2（接口超时）" in outcome.text
+        trouble.update(failed=set(), empty=True)
+        outcome = run_day()
+        assert outcome.state == "succeeded" and accounts() == ["a1", "a1", "a2", "a2"]
+        assert "保留 4 条" in outcome.text
+        store.add(bridge, ad_spec(source=source, delete_when_empty=True), replace=True)
+        assert run_day().state == "succeeded" and accounts() == []
+        assert len(table.rows()) == 1  # the other day's row was never touched
+        store.add(bridge, ad_spec(name="mirror", source=source, partition=None, key=["账户ID", "计划"]))
+        mirror = FakeTable()
+        mirror.put({"账户ID": "a1", "计划": "p1", "消耗": 5})
+        outcome = run(bridge, runs.create(bridge.engine, "mirror", [DAY], "manual"), mirror)
+        assert outcome.state == "succeeded" and len(mirror.rows()) == 1  # an empty source empties nothing
+    finally:
+        trouble.update(failed=set(), empty=False)
+
+
+def test_one_table_takes_one_pipeline_unless_every_one_only_upserts(bridge):
+    """Two pipelines that delete missing rows on one table would delete each other's rows."""
+    store.add(bridge, ad_spec())
+    with pytest.raises(store.TableTaken, match="'ad-spend' already writes table"):
+        store.add(bridge, ad_spec(name="second", target=f"https://x.feishu.cn/base/{APP}?table={TABLE}"))
+    with pytest.raises(store.TableTaken):
+        store.add(bridge, ad_spec(name="second", target=f"https://x.feishu.cn/base/{APP}?table={TABLE}",
+                                  delete_missing=False))
+    store.add(bridge, ad_spec(delete_missing=False), replace=True)  # replacing itself is no conflict
+    store.add(bridge, ad_spec(name="second", target=f"https://x.feishu.cn/base/{APP}?table={TABLE}",
+                              delete_missing=False))
+    assert [p.name for p in store.list_all(bridge.engine)] == ["ad-spend", "second"]
 
 
 def test_provider_tokens_come_from_the_seam(bridge):

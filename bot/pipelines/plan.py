@@ -5,9 +5,10 @@ the source's rows (converted by values.to_cell) by key:
 
 * a row whose key the table lacks is created; one whose key it has is updated only in the
   fields that differ — so re-running a day plans nothing;
-* a table row in scope whose key the source no longer gives is deleted. The scope is the whole
-  table for a mirror (no partition), else the rows whose partition value is one of the run's days;
-  rows of other days are never deleted;
+* a table row in scope whose key the source no longer gives is deleted — unless `deletable`
+  says to keep it (the source could not fetch its group, gave nothing at all for its day, or
+  the pipeline only upserts). The scope is the whole table for a mirror (no partition), else
+  the rows whose partition value is one of the run's days; rows of other days are never touched;
 * a key the table holds more than once (an earlier bug, a hand-made copy) keeps one record —
   one already right if there is one — and the others are deleted;
 * a key the source gives twice is an error naming it: which row wins cannot be guessed.
@@ -107,10 +108,12 @@ def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dic
 
 def plan_upsert(existing: Sequence[Existing], incoming: Sequence[Mapping[str, Any]], key: Sequence[str],
                 partition_values: Collection[Any] | None = None, *, partition: str | None = None,
-                scope_of: Callable[[Any], Any] | None = None) -> Plan:
+                scope_of: Callable[[Any], Any] | None = None,
+                deletable: Callable[[Existing], bool] | None = None) -> Plan:
     """The writes that make the table hold `incoming`. `partition_values` None: the whole table
     is in scope (mirror); else a record is in scope when `scope_of(its partition cell)` (identity
-    by default — e.g. the cell's day for a date field) is one of them."""
+    by default — e.g. the cell's day for a date field) is one of them. A record in scope that the
+    source no longer gives is deleted when `deletable(record)` (default: always)."""
     if partition_values is not None and partition is None:
         raise ValueError("partition_values needs the partition field")
     scope = scope_of or (lambda cell: cell)
@@ -149,8 +152,9 @@ def plan_upsert(existing: Sequence[Existing], incoming: Sequence[Mapping[str, An
             plan.updates.append(Update(keeper.record_id, change))
         else:
             plan.unchanged += 1
+    may_delete = deletable or (lambda record: True)
     for records in by_key.values():
-        plan.deletes += [r.record_id for r in records if in_scope(r)]
+        plan.deletes += [r.record_id for r in records if may_delete(r)]
     return plan
 
 

@@ -16,16 +16,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import date
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.pipelines import alerts, runs, schedule, sources, store, summary, target, values, writer
 from bot.pipelines.context import FetchContext, ProviderTokensMissing, source_logger, token_source
-from bot.pipelines.plan import DuplicateKey
+from bot.pipelines.plan import DuplicateKey, Existing
 from bot.pipelines.spec import PipelineSpec, SpecError
 from bot.pipelines.target import Table, TableBusy
-from bot.pipelines.verify import verify
+from bot.pipelines.verify import group_name, verify
 from bot.services import Services
 from bot.tokens.provider_tokens import ProviderNotConfigured
 from bot.tokens.store import NotAuthorized, ReauthRequired
@@ -102,10 +103,12 @@ def _run(services: Services, status: runs.RunStatus, spec: PipelineSpec, table: 
     incoming = [row for day in days for row in day.rows or []]
     runs.heartbeat(engine, status.id, fetched=len(incoming), calls=calls())
 
-    scope = writer.Scope()
+    day_of = (partial(values.partition_day, field=fields[spec.partition], zone=zone)
+              if spec.partition else None)
+    keep = _keep(spec, days, day_of)
+    scope = writer.Scope(keep=keep)
     if spec.partition:
-        scope = writer.Scope(spec.partition, {d.day for d in days},
-                             partial(values.partition_day, field=fields[spec.partition], zone=zone))
+        scope = writer.Scope(spec.partition, {d.day for d in days}, day_of, keep)
     names = list(dict.fromkeys([*spec.fields_read(), *(column for row in incoming for column in row)]))
     wrote = [0]
 
@@ -125,11 +128,11 @@ def _run(services: Services, status: runs.RunStatus, spec: PipelineSpec, table: 
     check = verify(incoming, [r.fields for r in result.final or []], group_by=spec.group_by,
                    sum_fields=spec.sum_fields, expected_groups=expected, failed_groups=failed)
     counts = summary.Counts(len(incoming), result.created, result.updated, result.deleted, calls(),
-                            result.rounds)
+                            result.rounds, result.kept)
     per_day = {d.day.isoformat(): len(d.rows or []) for d in days}
     doc = summary.summary_doc(spec.name, status.date_from, status.date_to, counts, check, label=spec.label,
                               grouped=bool(spec.group_by), rows_per_day=per_day)
-    stored = {k: v for k, v in asdict(counts).items() if k != "rounds"}
+    stored = {k: v for k, v in asdict(counts).items() if k not in ("rounds", "kept")}
     if not check.ok:
         runs.fail(engine, status.id, "校验不一致：" + "；".join(check.mismatches(spec.label)), stored, doc)
         store.mark_run(engine, spec.name, status.id, "failed")
@@ -166,6 +169,34 @@ def _fetch_days(services: Services, run_id: int, spec: PipelineSpec, fields: dic
     finally:
         http.close()
     return runs.days(engine, run_id)
+
+
+def _keep(spec: PipelineSpec, days: list[runs.RunDay],
+          day_of: Callable[[Any], date | None] | None) -> Callable[[Existing], bool] | None:
+    """Which records the run must not delete though the source did not give them: every one
+    when the pipeline only upserts; else those of a group the source could not fetch that day,
+    and those of a day it gave no rows for at all (unless `delete_when_empty`) — a failure at the
+    source is not a reason to empty the table. A mirror's run has one day: the whole table's."""
+    if not spec.delete_missing:
+        return lambda record: True
+    failed = {(d.day, g) for d in days for g in (d.detail.get("failed_groups") or {})}
+    failed_days = {day for day, _ in failed}
+    empty = set() if spec.delete_when_empty else {d.day for d in days if not d.rows}
+    if not failed and not empty:
+        return None
+    only_day = days[0].day if len(days) == 1 else None
+
+    def keep(record: Existing) -> bool:
+        day = day_of(record.fields.get(spec.partition)) if day_of and spec.partition else only_day
+        if day in empty:
+            return True
+        if day not in failed_days:
+            return False
+        if not spec.group_by:  # the failed group's rows cannot be told apart: keep the day's
+            return True
+        return (day, group_name(record.fields.get(spec.group_by))) in failed
+
+    return keep
 
 
 def _expectations(spec: PipelineSpec, days: list[runs.RunDay]) -> tuple[list[str], dict[str, str]]:

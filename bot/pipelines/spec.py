@@ -169,6 +169,12 @@ class PipelineSpec(BaseModel):
     expected_groups: list[str] = Field(default_factory=list, max_length=1000)
     sum_fields: list[str] = Field(default_factory=list, max_length=20)
     chat_id: str | None = None  # where the result card goes
+    # Rows of the run's days (all rows, for a mirror) that the source no longer gives are deleted;
+    # false: upsert only — what lets several pipelines share a table without deleting each other's.
+    delete_missing: bool = True
+    # A day the source gives no rows for at all (an empty mirror) keeps its rows — an outage that
+    # answers "nothing" must not empty the table — unless this is true.
+    delete_when_empty: bool = False
 
     @field_validator("name")
     @classmethod

@@ -28,6 +28,11 @@ class PipelineExists(ValueError):
     pass
 
 
+class TableTaken(ValueError):
+    """Another pipeline writes the target table and one of the two deletes rows: each would
+    delete the other's rows as "no longer in the source"."""
+
+
 @dataclass(frozen=True)
 class PipelineInfo:
     name: str
@@ -60,6 +65,7 @@ def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replac
         row = session.scalar(select(Pipeline).where(Pipeline.name == spec.name))
         if row is not None and not replace:
             raise PipelineExists(f"a pipeline named {spec.name!r} exists (replace it, or remove it first)")
+        _check_table_free(session, spec)
         if row is None:
             row = Pipeline(name=spec.name, created_at=now, enabled=True)
             session.add(row)
@@ -71,6 +77,20 @@ def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replac
         except IntegrityError as exc:  # added concurrently under the same name
             raise PipelineExists(f"a pipeline named {spec.name!r} exists") from exc
         return _info(row)
+
+
+def _check_table_free(session: Session, spec: PipelineSpec) -> None:
+    """TableTaken if another pipeline writes spec's table and either deletes missing rows."""
+    for other in session.scalars(select(Pipeline).where(Pipeline.name != spec.name)):
+        theirs = PipelineSpec.model_validate_json(other.spec)
+        same = (theirs.target.app_token, theirs.target.table_id) == (spec.target.app_token,
+                                                                      spec.target.table_id)
+        if same and (theirs.delete_missing or spec.delete_missing):
+            where = f"{spec.target.app_token}/{spec.target.table_id}"
+            raise TableTaken(
+                f"pipeline {other.name!r} already writes table {where}; "
+                "two pipelines that delete missing rows on one table would delete each other's rows. "
+                "Use another table, or set \"delete_missing\": false on both (upsert only)")
 
 
 def get(engine: Engine, name: str) -> PipelineInfo:

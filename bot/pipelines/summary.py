@@ -28,6 +28,7 @@ class Counts:
     deleted: int = 0
     calls: int = 0
     rounds: int = 0  # write rounds (a second one repaired a lost write)
+    kept: int = 0  # rows the source did not give that were kept (a failed group, an empty day)
 
 
 def _range(first: date, last: date) -> str:
@@ -77,6 +78,8 @@ def result_lines(doc: dict[str, Any]) -> list[str]:
     counts = doc["counts"]
     lines.append(f"写入：新增 {counts['created']} · 更新 {counts['updated']} · 删除 {counts['deleted']}"
                  f"（API 调用 {counts['calls']} 次）")
+    if counts.get("kept"):
+        lines.append(f"保留 {counts['kept']} 条：来源本次未返回（获取失败或无数据），未删除")
     if doc["missing_groups"]:
         lines.append(f"无数据的{doc['label']}：{_listed(doc['missing_groups'])}")
     if doc["failed_groups"]:

@@ -35,17 +35,23 @@ class Written:
     deleted: int = 0
     duplicates: int = 0  # extra records of one key removed
     rounds: int = 0
-    final: list[planning.Existing] | None = None  # the table as last read
+    kept: int = 0  # records in scope the source did not give, kept (Scope.keep)
+    final: list[planning.Existing] | None = None  # the table as last read: the records to verify
 
 
 @dataclass(frozen=True)
 class Scope:
     """Which of the table's records the run owns: all (`values` None: a mirror), or those whose
-    partition cell maps (`of`) to one of `values` (the run's days)."""
+    partition cell maps (`of`) to one of `values` (the run's days). `keep`: of those, the ones
+    not to delete when the source no longer gives their key."""
 
     partition: str | None = None
     values: Collection[Any] | None = None
     of: Callable[[Any], Any] | None = None
+    keep: Callable[[planning.Existing], bool] | None = None
+
+    def keeps(self, record: planning.Existing) -> bool:
+        return self.keep is not None and self.keep(record)
 
     def contains(self, record: planning.Existing) -> bool:
         if self.values is None or self.partition is None:
@@ -83,10 +89,11 @@ def write(table: Table, fields: Mapping[str, FieldInfo], incoming: Sequence[Mapp
           key: Sequence[str], scope: Scope, lock: TableLock, *, names: Sequence[str],
           reread_delay: float = 0.0, progress: Callable[[int], None] = lambda n: None) -> Written:
     """Make the table hold `incoming` in `scope`; WritesNotApplied if it still does not after
-    MAX_ROUNDS rounds of writes."""
+    MAX_ROUNDS rounds of writes. The result's `final` is what to verify: the records in scope
+    but those kept without the source giving them."""
     def plan_for(existing: list[planning.Existing]) -> planning.Plan:
         return planning.plan_upsert(existing, incoming, key, scope.values, partition=scope.partition,
-                                    scope_of=scope.of)
+                                    scope_of=scope.of, deletable=lambda record: not scope.keeps(record))
 
     written = Written()
     existing = read_table(table, fields, names, lock)
@@ -110,5 +117,8 @@ def write(table: Table, fields: Mapping[str, FieldInfo], incoming: Sequence[Mapp
             time.sleep(reread_delay)  # let the table settle before it is read back
         existing = read_table(table, fields, names, lock)
         plan = plan_for(existing)
-    written.final = [r for r in existing if scope.contains(r)]
+    wanted = {planning.key_of(row, key) for row in incoming}
+    owned = [r for r in existing if scope.contains(r)]
+    written.final = [r for r in owned if planning.key_of(r.fields, key) in wanted or not scope.keeps(r)]
+    written.kept = len(owned) - len(written.final)
     return written
