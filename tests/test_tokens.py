@@ -267,7 +267,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     assert refresh_chat_cards() == 1
     assert state.messages[card_id].versions, "the card was not patched"
     # run_pipeline: the target table's fields and records read with a tenant token the sandbox
-    # stopped accepting (a day with nothing to write: the sandbox has no bitable writes yet)
+    # stopped accepting (a day with nothing to write)
     from datetime import date
 
     from bot.pipelines import runs as pipeline_runs
@@ -279,7 +279,7 @@ def test_every_feishu_job_succeeds_with_expired_tokens(services, sandbox):
     pipelines.add(services, {"name": "people", "source": {"kind": "python",
                                                           "callable": "tests.pipeline_helpers:no_rows"},
                              "target": {"app_token": QUALITY_APP, "table_id": PEOPLE_TABLE},
-                             "key": ["姓名"], "partition": "入职日期"})
+                             "key": ["姓名", "入职日期"], "partition": "入职日期"})
     pipeline_run = pipeline_runs.create(services.engine, "people", [date(2030, 1, 1)], "manual")
     httpx.post(f"{base_url}/sandbox/tokens/expire")
     assert run_pipeline(pipeline_run) == "succeeded"
