@@ -200,6 +200,7 @@ class Settings(BaseSettings):
     event_receipt_retention_days: float = 7.0  # finished receipts (done, unhandled, failed)
     chat_command_retention_days: float = 90.0  # the chat command audit trail
     token_refresh_retention_days: float = 90.0  # user-token refresh history
+    pipeline_run_retention_days: float = 90.0  # finished pipeline runs and their days
     export_archive_retention_days: float = 180.0  # archive files of export runs finished before
     retention_interval_seconds: int = 3600  # how often the retention job runs (0: never)
     retention_batch_size: int = 1000  # rows per delete transaction

@@ -150,15 +150,21 @@ def _summary(services: Services) -> dict[str, Any]:
 
 
 def _pipelines(engine: Engine) -> list[dict[str, Any]]:
+    """Each pipeline's newest run: its queued or running one, else the last that finished (the
+    pipeline row names it, however many other runs came since)."""
     from bot.pipelines import runs, store
 
-    latest = {r.pipeline: r for r in reversed(runs.recent(engine, limit=50))}
+    found = store.list_all(engine)
+    active = runs.active_runs(engine)
+    newest = {p.name: active.get(p.name) or p.last_run_id for p in found}
+    details = runs.by_ids(engine, [run_id for run_id in newest.values() if run_id])
     out = []
-    for p in store.list_all(engine):
-        run = latest.get(p.name)
+    for p in found:
+        run = details.get(newest[p.name]) if newest[p.name] else None
         out.append({
             "name": p.name, "enabled": p.enabled, "schedule": p.spec.schedule,
-            "run": run.id if run else None, "state": run.state if run else None,
+            # a run trimmed by retention: what the pipeline row says of it
+            "run": run.id if run else p.last_run_id, "state": run.state if run else p.last_run_state,
             "days": f"{run.date_from}" + ("" if run.date_from == run.date_to else f" .. {run.date_to}")
             if run else "",
             "written": f"+{run.created} ~{run.updated} -{run.deleted}" if run else "",

@@ -29,6 +29,8 @@ from bot.models import (
     ExportFile,
     ExportRun,
     ExportWindow,
+    Pipeline,
+    PipelineRun,
     TokenRefresh,
     utcnow,
 )
@@ -66,6 +68,13 @@ POLICIES: tuple[Policy, ...] = (
            _t(CozeOutbox).c.status == "delivered", "coze_retention_days"),
     Policy(_t(ChatCommand), _t(ChatCommand).c.created_at, true(), "chat_command_retention_days"),
     Policy(_t(TokenRefresh), _t(TokenRefresh).c.at, true(), "token_refresh_retention_days"),
+    # finished runs only, and never the one a pipeline names as its last (the dashboard shows it);
+    # their pipeline_run_days go with them (ON DELETE CASCADE)
+    Policy(_t(PipelineRun), _t(PipelineRun).c.finished_at,
+           _t(PipelineRun).c.state.in_(("succeeded", "failed"))
+           & _t(PipelineRun).c.id.not_in(select(_t(Pipeline).c.last_run_id)
+                                         .where(_t(Pipeline).c.last_run_id.is_not(None))),
+           "pipeline_run_retention_days"),
 )
 
 

@@ -1,8 +1,8 @@
 """Adversarial: what only grows, what replays, and what a key change reorders (issue 15, items 9-10).
 
-* Receipts, delivered outbox rows, chat commands, token refreshes and export archives are trimmed
-  by one periodic job, in bounded batches, with its figures on /metrics — never pending work,
-  never a running export's files.
+* Receipts, delivered outbox rows, chat commands, token refreshes, finished pipeline runs and
+  export archives are trimmed by one periodic job, in bounded batches, with its figures on
+  /metrics — never pending work, never a running export's files, never a pipeline's last run.
 * A signed webhook request whose timestamp is outside the window (2001, -1, "abc", year 5138,
   16 minutes ago) is refused 401 `stale_timestamp`: Feishu re-signs every re-delivery.
 * Receipts must outlive Feishu's re-delivery span plus that window: shorter settings are refused.
@@ -29,6 +29,9 @@ from bot.models import (
     ExportFile,
     ExportRun,
     ExportWindow,
+    Pipeline,
+    PipelineRun,
+    PipelineRunDay,
     TokenRefresh,
 )
 from bot.processes.cron import SCHEDULE
@@ -152,6 +155,42 @@ def test_export_archives_of_long_finished_runs_go_never_a_running_runs(services)
     assert gone not in {p.name for p in archive.iterdir()}
     with services.sessions() as session:
         assert session.scalar(select(ExportFile.path).where(ExportFile.file_name == gone)) is None
+
+
+def test_old_finished_pipeline_runs_and_their_days_go_never_an_unfinished_or_last_one(services):
+    from datetime import date
+
+    runs, days, pipelines = PipelineRun.__table__, PipelineRunDay.__table__, Pipeline.__table__
+
+    def run(pipeline: str, state: str, finished: datetime | None) -> int:
+        with services.engine.begin() as c:
+            run_id = c.execute(insert(runs).values(
+                pipeline=pipeline, date_from=date(2025, 1, 1), date_to=date(2025, 1, 2), state=state,
+                triggered_by="schedule", queued_at=OLD, started_at=OLD, finished_at=finished,
+                heartbeat_at=OLD).returning(runs.c.id)).scalar_one()
+            c.execute(insert(days), [{"run_id": run_id, "day": date(2025, 1, d), "state": "written"}
+                                     for d in (1, 2)])
+        return run_id
+
+    old_ok, old_failed = run("ads", "succeeded", OLD), run("ads", "failed", OLD)
+    kept = {
+        "recent": run("ads", "succeeded", RECENT),
+        "last": run("orders", "succeeded", OLD),  # the pipeline row names it as its last run
+        "queued": run("queued", "queued", None),  # never finished, however old
+        "running": run("running", "running", None),
+    }
+    with services.engine.begin() as c:
+        c.execute(insert(pipelines).values(name="orders", spec="{}", last_run_id=kept["last"],
+                                           last_run_state="succeeded", last_run_at=OLD))
+        c.execute(insert(pipelines).values(name="ads", spec="{}"))  # no last run: NULL is no exception
+    _run_cleanups()
+    assert {r[0] for r in services.engine.connect().execute(select(runs.c.id))} == set(kept.values())
+    with services.engine.connect() as c:
+        left = dict(c.execute(select(days.c.run_id, func.count()).group_by(days.c.run_id)).all())
+    assert left == {run_id: 2 for run_id in kept.values()}  # the pruned runs' days went with them
+    assert old_ok not in left and old_failed not in left
+    text = render(lambda: {}).decode()
+    assert 'feishu_bridge_retention_deleted_total{table="pipeline_runs"}' in text
 
 
 # -- the replay window -----------------------------------------------------------------------

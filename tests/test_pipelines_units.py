@@ -845,6 +845,141 @@ def test_sql_sources_run_read_only(bridge):
     assert sorted((r["账户ID"], r["消耗"]) for r in table.rows()) == [("a1", 10.5), ("a2", 9)]
 
 
+PASSWORD = "s3cret-Pipeline-pw"
+
+
+def _url_with_password(services: Services) -> str:
+    """The bridge's own database under a URL that carries PASSWORD: the tests' PostgreSQL trusts
+    any password; SQLite takes `?password=` and ignores it (with a warning)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(services.settings.effective_database_url)
+    if url.get_backend_name() == "sqlite":
+        return f"{url.render_as_string(hide_password=False)}?password={PASSWORD}"
+    return url.set(password=PASSWORD).render_as_string(hide_password=False)
+
+
+def _stored_spec(services: Services, name: str) -> str:
+    with services.engine.connect() as conn:
+        return conn.scalar(select(Pipeline.spec).where(Pipeline.name == name))
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")
+def test_an_sql_sources_password_is_sealed_at_rest_shown_masked_and_used_by_a_run(bridge):
+    from click.testing import CliRunner
+
+    from bot.chat.texts import pipeline_list_text
+    from bot.cli.main import main as cli
+    from bot.overview import _pipelines
+    from tests.test_provider_tokens import _env
+
+    url = _url_with_password(bridge)
+    with bridge.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE ads (account VARCHAR(10), d DATE, spend NUMERIC(10, 2))"))
+        conn.execute(text("INSERT INTO ads VALUES ('a1', '2026-02-15', 10.50), ('a2', '2026-02-15', 3)"))
+    query = 'SELECT account AS "账户ID", \'p1\' AS "计划", spend AS "消耗" FROM ads WHERE d = :day'
+    store.add(bridge, ad_spec(source={"kind": "sql", "query": query, "url": url}))
+
+    stored = _stored_spec(bridge, "ad-spend")
+    assert PASSWORD not in stored and "***" in stored  # sealed at rest, masked beside it
+    assert store.get(bridge.engine, "ad-spend", box=bridge.secret_box).spec.source.url == url
+    shown = store.get(bridge.engine, "ad-spend").spec.source.url
+    assert PASSWORD not in shown and "***" in shown
+    table = FakeTable()
+    outcome = run(bridge, runs.create(bridge.engine, "ad-spend", [DAY], "manual"), table)
+    assert outcome.state == "succeeded", outcome.text  # the run had the real URL
+    assert sorted((r["账户ID"], r["消耗"]) for r in table.rows()) == [("a1", 10.5), ("a2", 3)]
+
+    env = _env(bridge)
+    for args in (["pipeline", "show", "ad-spend"], ["pipeline", "list"], ["pipeline", "list", "--json"]):
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 0, result.output
+        assert "ad-spend" in result.output and PASSWORD not in result.output
+    shown_doc = json.loads(CliRunner().invoke(cli, ["pipeline", "show", "ad-spend"], env=env).output)
+    assert shown_doc["definition"]["source"]["url"] == shown
+    assert PASSWORD not in pipeline_list_text(store.list_all(bridge.engine))
+    assert PASSWORD not in json.dumps(_pipelines(bridge.engine), default=str)
+
+
+@pytest.mark.filterwarnings("ignore:Query string argument")
+def test_a_definition_stored_before_sealing_still_loads_and_runs(bridge):
+    url = _url_with_password(bridge)
+    with bridge.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE ads (account VARCHAR(10), d DATE)"))
+        conn.execute(text("INSERT INTO ads VALUES ('a1', '2026-02-15')"))
+    query = 'SELECT account AS "账户ID", \'p1\' AS "计划" FROM ads WHERE d = :day'
+    store.add(bridge, ad_spec(source={"kind": "sql", "query": query}))
+    plain = parse(ad_spec(source={"kind": "sql", "query": query, "url": url})).model_dump_json()
+    with bridge.engine.begin() as conn:  # the column as the previous release wrote it
+        conn.execute(update(Pipeline).where(Pipeline.name == "ad-spend").values(spec=plain))
+    assert store.get(bridge.engine, "ad-spend", box=bridge.secret_box).spec.source.url == url
+    assert PASSWORD not in store.get(bridge.engine, "ad-spend").spec.source.url  # shown masked
+    table = FakeTable()
+    assert run(bridge, runs.create(bridge.engine, "ad-spend", [DAY], "manual"), table).state == "succeeded"
+    assert [r["账户ID"] for r in table.rows()] == ["a1"]
+
+
+@pytest.mark.parametrize(("url", "query", "named"), [
+    (None, 'SELECT account AS "账户ID" FROM no_such_table WHERE d = :day', "no_such_table"),
+    (None, 'SELECT no_such_column AS "账户ID" FROM pipelines WHERE created_at > :day', "no_such_column"),
+    (None, 'SELECT name AS "账户ID" FROM pipelines WHERE WHERE created_at > :day', "syntax error"),
+    (None, 'SELECT name AS "账户ID" FROM pipelines WHERE name = :other AND created_at > :day', "'other'"),
+    (f"postgresql+nosuchdriver://u:{PASSWORD}@127.0.0.1:1/x", 'SELECT 1 AS "账户ID" WHERE :day IS NULL',
+     "Can't load plugin"),
+])
+def test_an_sql_query_that_cannot_run_as_defined_fails_the_run_at_once(bridge, url, query, named):
+    source = {"kind": "sql", "query": query, **({"url": url} if url else {})}
+    store.add(bridge, ad_spec(source=source))
+    run_id = runs.create(bridge.engine, "ad-spend", [DAY], "schedule")
+    outcome = run(bridge, run_id, FakeTable())
+    status = runs.status(bridge.engine, run_id)
+    assert (outcome.state, status.state, status.attempts) == ("failed", "failed", 1), outcome.text
+    assert status.error.startswith("pipeline ad-spend: its SQL") and named in status.error
+    assert "\n" not in status.error and PASSWORD not in status.error
+    later = bridge.queues[QueueName.PIPELINES].scheduled_job_registry.get_job_ids()
+    assert f"pipeline-run-{run_id}-later" not in later  # not retried
+
+
+def test_an_sql_database_that_cannot_be_reached_is_retried(bridge):
+    from sqlalchemy.exc import OperationalError
+
+    source = {"kind": "sql", "query": 'SELECT 1 AS "账户ID" WHERE :day IS NULL',
+              "url": f"postgresql+psycopg://u:{PASSWORD}@127.0.0.1:1/x"}  # nothing listens on port 1
+    store.add(bridge, ad_spec(source=source))
+    spec = parse(ad_spec(source=source))
+    ctx = FetchContext("ad-spend", DAY, None, None)  # type: ignore[arg-type]
+    with pytest.raises(OperationalError) as raised:
+        sources.fetch(bridge, spec, ctx)
+    assert not isinstance(raised.value, sources.SourceError)
+    run_id = runs.create(bridge.engine, "ad-spend", [DAY], "schedule")
+    outcome = run(bridge, run_id, FakeTable())
+    status = runs.status(bridge.engine, run_id)
+    assert (outcome.state, status.state, status.attempts) == ("queued", "queued", 1)
+    assert "OperationalError" in status.error and PASSWORD not in status.error
+
+
+def test_the_overview_shows_each_pipelines_last_run_however_many_runs_came_since(bridge):
+    from bot.overview import _pipelines
+
+    engine = bridge.engine
+    two_accounts = {"kind": "python", "callable": "tests.pipeline_helpers:two_accounts"}
+    store.add(bridge, ad_spec(name="quiet", source=two_accounts))
+    store.add(bridge, ad_spec(name="busy"))
+    quiet = runs.create(engine, "quiet", [DAY], "manual")
+    assert run(bridge, quiet, FakeTable()).state == "succeeded"
+    for _ in range(60):
+        busy = runs.create(engine, "busy", [DAY], "schedule")
+        runs.succeed(engine, busy, {"created": 0}, {"ok": True})
+        store.mark_run(engine, "busy", busy, "succeeded")
+    active = runs.create(engine, "busy", [date(2026, 2, 16)], "manual")  # queued: the newest of busy
+    shown = {p["name"]: p for p in _pipelines(engine)}
+    assert (shown["quiet"]["run"], shown["quiet"]["state"]) == (quiet, "succeeded")
+    assert (shown["quiet"]["days"], shown["quiet"]["written"], shown["quiet"]["result"]) == (
+        "2026-02-15", "+2 ~0 -0", True)
+    assert (shown["busy"]["run"], shown["busy"]["state"], shown["busy"]["days"]) == (
+        active, "queued", "2026-02-16")
+
+
 def test_a_source_that_returns_no_rows_is_refused_clearly():
     with pytest.raises(sources.SourceError, match="returned a dict"):
         sources.as_result({"账户ID": "a1"}, "pipelines.x:f")

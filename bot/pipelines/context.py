@@ -3,11 +3,11 @@
 A source is `def fetch(ctx: FetchContext) -> list[dict] | FetchResult`, called once per day of
 a run. It reads `ctx.day`, calls its API with `ctx.http` and `ctx.token()`, and returns rows keyed
 by the target table's field names. When the API says the token expired, `ctx.token_rejected(t)`
-forces a refresh and returns the new token (once per call is the norm, as the gateway does).
+refreshes it and returns the new one.
 
-Tokens of external providers (an ad platform's OAuth) come from a `TokenSource`. That store is
-being built in bot/tokens/; until a process has one (`services.provider_tokens`), a pipeline
-that asks for a token fails with a clear "provider tokens not configured".
+The token is the pipeline's `provider`'s (an ad platform's OAuth), from the process's provider
+token store (`services.provider_tokens`, bot/tokens/provider_tokens.py), looked up on the first
+`ctx.token()`: a source that needs none never touches it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ log = logging.getLogger("bot.pipelines.source")
 
 @runtime_checkable
 class TokenSource(Protocol):
-    """A valid access token of an external provider, refreshed when needed — or at once when
-    the caller says the provider rejected `rejected`."""
+    """What a source's tokens come from (`ProviderTokens`; a test's stand-in): a valid access
+    token, refreshed when needed or at once when the provider rejected `rejected`."""
 
     def get_valid_token(self, provider: str, *, rejected: str | None = None) -> str: ...
 
@@ -35,15 +35,17 @@ class TokenSource(Protocol):
 
 
 class ProviderTokensMissing(RuntimeError):
-    """This process has no provider token store, or the pipeline names no provider."""
+    """A source asked for a token but its pipeline names no provider (or, in a test, no token
+    store was given): a permanent failure."""
 
 
 def token_source(services: Any) -> TokenSource:
-    """The process's provider token store (`services.provider_tokens`), when it has one."""
+    """The process's provider token store (`services.provider_tokens`); `Any`, as a test's
+    services stand-in may lack one."""
     source = getattr(services, "provider_tokens", None)
     if source is None:
-        raise ProviderTokensMissing("provider tokens not configured: this bridge has no external-provider "
-                                    "token store yet (bot/tokens), so a source cannot call ctx.token()")
+        raise ProviderTokensMissing("provider tokens not configured: these services have no provider "
+                                    "token store, so a source cannot call ctx.token()")
     return source
 
 
@@ -59,6 +61,8 @@ class FetchResult:
 
 @dataclass
 class FetchContext:
+    """One day of one run, as its source sees it."""
+
     pipeline: str
     day: date
     http: requests.Session

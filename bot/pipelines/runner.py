@@ -64,7 +64,7 @@ def run_pipeline(services: Services, run_id: int, *, progress: Progress | None =
                                          f"the last said: {status.error or 'nothing (its worker died)'}")
     table: Table | None = None
     try:
-        info = store.get(services.engine, status.pipeline)
+        info = store.get(services.engine, status.pipeline, box=services.secret_box)  # the real URL
         table = (open_table or bitable)(services, info.spec)
         return _run(services, status, info.spec, table, progress or (lambda phase, done, total: None))
     except PERMANENT as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -253,14 +254,31 @@ def recent(engine: Engine, name: str | None = None, limit: int = 20) -> list[Run
         query = select(PipelineRun).order_by(PipelineRun.id.desc()).limit(limit)
         if name is not None:
             query = query.where(PipelineRun.pipeline == name)
-        runs = session.scalars(query).all()
-        counts: dict[int, dict[str, int]] = {r.id: {} for r in runs}
-        for run_id, state, n in session.execute(
-                select(PipelineRunDay.run_id, PipelineRunDay.state, func.count())
-                .where(PipelineRunDay.run_id.in_(list(counts)))
-                .group_by(PipelineRunDay.run_id, PipelineRunDay.state)):
-            counts[run_id][state] = n
-        return [_status(r, counts[r.id]) for r in runs]
+        return _statuses(session, session.scalars(query).all())
+
+
+def by_ids(engine: Engine, run_ids: Iterable[int]) -> dict[int, RunStatus]:
+    """The runs of these ids that still exist (retention may have trimmed an old one), by id."""
+    with Session(engine) as session:
+        found = session.scalars(select(PipelineRun).where(PipelineRun.id.in_(list(run_ids)))).all()
+        return {s.id: s for s in _statuses(session, found)}
+
+
+def active_runs(engine: Engine) -> dict[str, int]:
+    """Each pipeline's queued or running run (at most one each), by pipeline name."""
+    with engine.connect() as conn:
+        return {name: run_id for name, run_id in conn.execute(
+            select(PipelineRun.pipeline, PipelineRun.id).where(PipelineRun.state.in_(("queued", "running"))))}
+
+
+def _statuses(session: Session, found: Sequence[PipelineRun]) -> list[RunStatus]:
+    counts: dict[int, dict[str, int]] = {r.id: {} for r in found}
+    for run_id, state, n in session.execute(
+            select(PipelineRunDay.run_id, PipelineRunDay.state, func.count())
+            .where(PipelineRunDay.run_id.in_(list(counts)))
+            .group_by(PipelineRunDay.run_id, PipelineRunDay.state)):
+        counts[run_id][state] = n
+    return [_status(r, counts[r.id]) for r in found]
 
 
 def _status(run: PipelineRun, day_states: dict[str, int]) -> RunStatus:

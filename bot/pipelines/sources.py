@@ -5,18 +5,25 @@ Read-only is enforced by the database, not by parsing: SQLite's `PRAGMA query_on
 connection for the query's duration (reset before the pooled connection goes back: the bridge
 writes through the same pool), `SET TRANSACTION READ ONLY` on PostgreSQL and MySQL. The spec
 already refuses anything but one SELECT; this is the second lock on the door.
+
+An SQL error that is the definition's fault (a missing table or column, bad syntax, a bind the
+query lacks, a URL or driver that cannot be used) is a SourceError: retrying would fail the same
+way. A database that cannot be reached, or drops the connection, stays transient (retried).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, ProgrammingError, StatementError
 from sqlalchemy.pool import NullPool
 
 from bot import callables
+from bot.masking import mask_url
 from bot.pipelines.context import FetchContext, FetchResult
 from bot.pipelines.spec import PipelineSpec, PythonSource, SqlSource
 
@@ -35,7 +42,7 @@ def fetch(services: Services, spec: PipelineSpec, ctx: FetchContext) -> FetchRes
     """One day's rows (the whole source, once, for an unpartitioned pipeline)."""
     if isinstance(spec.source, PythonSource):
         return _python(spec.source, callables.prefixes(services.settings.pipeline_modules), ctx)
-    return _sql(services.engine, spec.source, ctx.day)
+    return _sql(services.engine, spec.source, ctx.day, spec.name)
 
 
 def _python(source: PythonSource, modules: list[str], ctx: FetchContext) -> FetchResult:
@@ -65,14 +72,49 @@ def as_result(value: Any, where: str) -> FetchResult:
                        {str(g): str(why) for g, why in result.failed_groups.items()})
 
 
-def _sql(bridge: Engine, source: SqlSource, day: date | None) -> FetchResult:
-    if source.url is None:
-        return FetchResult(run_query(bridge, source.query, day))
-    engine = create_engine(source.url, poolclass=NullPool)
+def _sql(bridge: Engine, source: SqlSource, day: date | None, pipeline: str) -> FetchResult:
     try:
-        return FetchResult(run_query(engine, source.query, day))
-    finally:
-        engine.dispose()
+        if source.url is None:
+            return FetchResult(run_query(bridge, source.query, day))
+        engine = create_engine(source.url, poolclass=NullPool)
+        try:
+            return FetchResult(run_query(engine, source.query, day))
+        finally:
+            engine.dispose()
+    except (ArgumentError, ImportError, StatementError) as exc:
+        why = _definition_fault(exc)
+        if why is None:
+            raise
+        if source.url:  # an error may quote the URL: never its password
+            why = why.replace(source.url, mask_url(source.url))
+        raise SourceError(f"pipeline {pipeline}: {why}") from exc
+
+
+def _definition_fault(exc: Exception) -> str | None:
+    """Why the SQL source cannot work as defined (one line), or None when the error may pass
+    (the database down or the connection lost: the run is retried)."""
+    if isinstance(exc, ArgumentError):  # NoSuchModuleError too: a dialect SQLAlchemy lacks
+        return f"its SQL source's url cannot be used: {_first_line(exc)}"
+    if isinstance(exc, ImportError):
+        return f"its SQL source's database driver is not installed: {_first_line(exc)}"
+    if not isinstance(exc, StatementError):
+        return None
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return None
+        message = _first_line(exc.orig)
+        if isinstance(exc, OperationalError):
+            # what an unreachable database raises; SQLite says "no such table" and syntax errors so too
+            sqlite_query = isinstance(exc.orig, sqlite3.OperationalError) and (
+                message.startswith("no such") or "syntax error" in message)
+            return f"its SQL query cannot run: {message}" if sqlite_query else None
+        return f"its SQL query cannot run: {message}" if isinstance(exc, ProgrammingError) else None
+    return f"its SQL query cannot run: {_first_line(exc.orig or exc)}"  # a bind it lacks
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def run_query(engine: Engine, query: str, day: date | None = None) -> list[dict[str, Any]]:

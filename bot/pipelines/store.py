@@ -1,9 +1,15 @@
 """Pipeline definitions in the database: add, list, get, enable, remove — what `pipeline
 add|list|show|remove` and the chat command call. Runs outlive a removed pipeline (they name it).
+
+An SQL source's URL may carry a password: the `spec` column keeps the URL masked and the real
+one sealed beside it (`url_sealed`, the tokens' Fernet box), so the database and its backups do
+not hold it in clear. Only a run asks for it back (`get(..., box=)`); whatever shows a spec gets
+the masked URL.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -13,11 +19,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import callables
+from bot.masking import mask_url, register_secrets
 from bot.models import Pipeline, utcnow
 from bot.pipelines.spec import PipelineSpec, check, parse
 
 if TYPE_CHECKING:
     from bot.services import Services
+    from bot.tokens.secretbox import SecretBox
+
+SEALED_URL = "url_sealed"  # beside source.url in the stored JSON: the real URL, sealed
 
 
 class PipelineNotFound(LookupError):
@@ -47,10 +57,44 @@ class PipelineInfo:
     last_run_at: datetime | None
 
 
-def _info(row: Pipeline) -> PipelineInfo:
-    return PipelineInfo(row.name, PipelineSpec.model_validate_json(row.spec), row.enabled, row.created_at,
+def _info(row: Pipeline, box: SecretBox | None = None) -> PipelineInfo:
+    return PipelineInfo(row.name, _loaded(row.spec, box), row.enabled, row.created_at,
                         row.updated_at, row.last_scheduled_at, row.covered_through, row.last_run_id,
                         row.last_run_state, row.last_run_at)
+
+
+def _url_secrets(url: str) -> None:
+    """The URL's password is scrubbed from logs from now on (a failing connection may echo it)."""
+    from sqlalchemy.engine import make_url
+
+    register_secrets([make_url(url).password])
+
+
+def _stored(spec: PipelineSpec, services: Services) -> str:
+    """The `spec` column's JSON: an SQL source's URL with a secret in it kept masked, the real
+    one sealed under SEALED_URL (the box is built only then: most pipelines need none)."""
+    doc = spec.model_dump(mode="json")
+    url = doc["source"].get("url")
+    if url and (shown := mask_url(url)) != url:
+        _url_secrets(url)
+        doc["source"].update({"url": shown, SEALED_URL: services.secret_box.seal(url)})
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def _loaded(stored: str, box: SecretBox | None) -> PipelineSpec:
+    """The spec from its column: with `box` (a run) the source URL is the real one, without it
+    (anything that shows a spec) masked. A row stored before sealing holds the URL in clear:
+    used as it is by a run, masked for showing."""
+    doc = json.loads(stored)
+    source = doc.get("source") or {}
+    sealed = source.pop(SEALED_URL, None)
+    if source.get("url"):
+        if box is None:
+            source["url"] = mask_url(source["url"])
+        elif sealed:
+            source["url"] = box.open(sealed)
+            _url_secrets(source["url"])
+    return PipelineSpec.model_validate(doc)
 
 
 def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replace: bool = False,
@@ -71,7 +115,7 @@ def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replac
             session.add(row)
         if enabled is not None:
             row.enabled = enabled
-        row.spec, row.updated_at = spec.model_dump_json(), now
+        row.spec, row.updated_at = _stored(spec, services), now
         try:
             session.flush()
         except IntegrityError as exc:  # added concurrently under the same name
@@ -82,7 +126,7 @@ def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replac
 def _check_table_free(session: Session, spec: PipelineSpec) -> None:
     """TableTaken if another pipeline writes spec's table and either deletes missing rows."""
     for other in session.scalars(select(Pipeline).where(Pipeline.name != spec.name)):
-        theirs = PipelineSpec.model_validate_json(other.spec)
+        theirs = _loaded(other.spec, None)
         same = (theirs.target.app_token, theirs.target.table_id) == (spec.target.app_token,
                                                                       spec.target.table_id)
         if same and (theirs.delete_missing or spec.delete_missing):
@@ -93,15 +137,17 @@ def _check_table_free(session: Session, spec: PipelineSpec) -> None:
                 "Use another table, or set \"delete_missing\": false on both (upsert only)")
 
 
-def get(engine: Engine, name: str) -> PipelineInfo:
+def get(engine: Engine, name: str, *, box: SecretBox | None = None) -> PipelineInfo:
+    """A pipeline; `box` (only to run it) unseals its SQL source's URL, else its password is masked."""
     with Session(engine) as session:
         row = session.scalar(select(Pipeline).where(Pipeline.name == name))
         if row is None:
             raise PipelineNotFound(f"no pipeline named {name!r}")
-        return _info(row)
+        return _info(row, box)
 
 
 def list_all(engine: Engine) -> list[PipelineInfo]:
+    """Every pipeline, by name, for showing and scheduling: SQL source URLs masked."""
     with Session(engine) as session:
         return [_info(row) for row in session.scalars(select(Pipeline).order_by(Pipeline.name))]
 
