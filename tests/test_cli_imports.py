@@ -28,7 +28,7 @@ COMMANDS = {  # command → what its output shows when it worked
     "events": "done=1",
     "coze list": "uuid",
     "export status": "run 1:",
-    "auth status": "No Feishu user has authorised the bot",
+    "auth status": "No grant is stored",
 }
 MARKER = "@@heavy-modules@@ "
 
