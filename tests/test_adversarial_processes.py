@@ -100,7 +100,8 @@ def test_stop_kills_a_child_that_ignores_sigterm_and_its_group():
     supervisor.stop()
     assert time.monotonic() - started < 1.0 + 10  # the grace period, then SIGKILL
     assert not _alive(child), "the SIGTERM-ignoring child survived stop()"
-    assert not _alive(grandchild), "its SIGTERM-ignoring grandchild survived stop()"
+    # SIGKILL went to its group; the kernel ends it asynchronously (slowly on a busy machine)
+    wait_until(lambda: not _alive(grandchild), 15, "the SIGTERM-ignoring grandchild to die (SIGKILLed group)")
 
 
 # -- restarts with backoff ---------------------------------------------------------------------
