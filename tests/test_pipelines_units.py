@@ -793,6 +793,30 @@ def test_one_table_takes_one_pipeline_unless_every_one_only_upserts(bridge):
     assert [p.name for p in store.list_all(bridge.engine)] == ["ad-spend", "second"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_write_lock_outlives_one_call_longer_than_its_ttl(bridge):
+    """One batch taking 2.5 s (a gateway call riding out throttles) under a 1 s TTL: the lock is
+    renewed in the background, so no other writer gets the table meanwhile."""
+    import time
+
+    from bot.pipelines import writer
+
+    class SlowTable(FakeTable):
+        def create(self, rows):
+            time.sleep(2.5)
+            with pytest.raises(TableBusy), write_lock(bridge.redis, APP, TABLE, ttl=1, wait=0):
+                pass  # another writer still finds the table taken
+            return super().create(rows)
+
+    table = SlowTable()
+    incoming = [{"账户ID": "a", "计划": f"p{n}", "消耗": n} for n in range(3)]
+    with write_lock(bridge.redis, APP, TABLE, ttl=1, wait=0) as lock:
+        result = writer.write(table, AD_FIELDS, incoming, ["账户ID", "计划"], writer.Scope(), lock,
+                              names=["账户ID", "计划", "消耗"])
+    assert (result.created, result.rounds) == (3, 1) and len(table.rows()) == 3
+    assert not bridge.redis.exists(f"fb:lock:bitable-write:{APP}:{TABLE}")  # released
+
+
 def test_provider_tokens_come_from_the_seam(bridge):
     store.add(bridge, ad_spec(provider="oceanengine",
                               source={"kind": "python", "callable": "tests.pipeline_helpers:with_token"}))

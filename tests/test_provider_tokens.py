@@ -377,6 +377,28 @@ def test_the_refresh_lock_is_held_through_every_retry_of_a_slow_provider(service
     assert "outlived its lock" not in caplog.text
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_one_attempt_slower_than_the_lock_ttl_keeps_the_lock(services, fake_ads, caplog):
+    """A single exchange outlasting TOKEN_LOCK_TTL_SECONDS (Feishu's own can take 2 × 30 s): the
+    lock is renewed in the background, so it is still ours when the answer comes."""
+    fake, _ = fake_ads
+    settings = _with_ads(services.settings).model_copy(update={"token_lock_ttl_seconds": 1})
+    key = GrantKind("ads", "ads").lock_key("default")
+    held_after: list[bool] = []
+
+    def slow(request: TokenRequest) -> tuple[int, object]:
+        time.sleep(2.5)
+        held_after.append(bool(services.redis.exists(key)))
+        return fake(request)
+
+    tokens = ProviderTokens(services.engine, services.redis, services.secret_box, settings, post=slow)
+    tokens.store_grant("ads", refresh_token=fake.grant())
+    assert tokens.get_valid_token("ads") and fake.refreshes == 1
+    assert held_after == [True]
+    assert "outlived its lock" not in caplog.text
+    assert not services.redis.exists(key)  # released
+
+
 def test_unconfigured_providers_say_which_setting(services):
     bare = ProviderTokens(services.engine, services.redis, services.secret_box,
                           services.settings.model_copy(update={"pipeline_modules": "tests.provider_decls"}))

@@ -6,8 +6,9 @@ with backoff there, and every call is counted.
 * `batch_create` carries a `client_token` (a uuid4 per batch, the same on every retry of it):
   a create the gateway retries after a timeout whose first attempt did land is not applied twice.
 * Bitable takes one writer per table: `write_lock` is a Redis lock per (app_token, table_id),
-  shared by every process, held for a run's whole write phase and renewed after each page read
-  and before each batch (a batch is never sent without the lock).
+  shared by every process, held for a run's whole write phase: renewed in the background while
+  the run lives (one gateway call with its retries can outlast the TTL), and checked after each
+  page read and before each batch (a batch is never sent by a run that lost it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.locks import Keeper, kept_alive
 from bot.pipelines import plan as planning
 from bot.pipelines.values import FieldInfo, fields_from_api
 
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 RECORDS_PAGE = 500
 FIELDS_PAGE = 100
 LOCK_PREFIX = "fb:lock:bitable-write"
+MAX_WRITE_SECONDS = 6 * 3600  # a run holds a table at most this long (a stuck one lets it go)
 
 
 class Table(Protocol):
@@ -189,15 +192,18 @@ class BitableTable:
 
 
 class TableLock:
-    """The held write lock; `renew()` restarts its TTL, or raises LockLost."""
+    """The held write lock (also renewed in the background: bot/locks.py); `renew()` restarts
+    its TTL, or raises LockLost."""
 
-    def __init__(self, lock: Lock, ttl: int, name: str) -> None:
-        self._lock, self._ttl, self.name = lock, ttl, name
+    def __init__(self, lock: Lock, ttl: int, name: str, keeper: Keeper | None = None) -> None:
+        self._lock, self._ttl, self.name, self._keeper = lock, ttl, name, keeper
 
     def renew(self) -> None:
         from redis.exceptions import LockError
 
         try:
+            if self._keeper is not None and self._keeper.lost.is_set():
+                raise LockError("the background renewal found the lock gone")
             self._lock.extend(self._ttl, replace_ttl=True)
         except LockError as exc:
             raise LockLost(f"the write lock of {self.name} expired during the run (a call took longer "
@@ -216,7 +222,8 @@ def write_lock(redis: Redis, app_token: str, table_id: str, *, ttl: int, wait: f
     if not lock.acquire():
         raise TableBusy(f"another run is writing table {name}; this run waits its turn")
     try:
-        yield TableLock(lock, ttl, name)
+        with kept_alive(lock, ttl, max_hold=MAX_WRITE_SECONDS) as keeper:
+            yield TableLock(lock, ttl, name, keeper)
     finally:
         try:
             lock.release()

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
+from bot.locks import kept_alive
 from bot.masking import register_secrets
 from bot.models import OAuthToken, TokenRefresh, utcnow
 from bot.tokens.oauth import ErrorClass, OAuthError, TokenPair, needs_refresh, seconds_left
@@ -36,6 +37,8 @@ if TYPE_CHECKING:  # Redis, tenacity and alerts are imported where a refresh use
     from bot.tokens.kinds import GrantKind
 
 log = logging.getLogger(__name__)
+
+MAX_REFRESH_SECONDS = 600  # a refresh (its attempts and backoff) holds the lock at most this long
 
 Exchange = Callable[[str], TokenPair]  # refresh token → new pair; one attempt, raises OAuthError
 
@@ -196,7 +199,8 @@ class TokenStore:
             else:
                 self._usable(subject, row, None, margin)  # raises for a missing or re-auth-required grant
             assert row is not None
-            return self._refresh(row, cause, keep_lock=lambda: self._keep_lock(lock, ttl, subject))
+            with kept_alive(lock, ttl, max_hold=MAX_REFRESH_SECONDS):  # one slow attempt can outlast the TTL
+                return self._refresh(row, cause, keep_lock=lambda: self._keep_lock(lock, ttl, subject))
         finally:
             try:
                 lock.release()
