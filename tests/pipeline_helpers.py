@@ -158,13 +158,13 @@ def with_token(ctx: FetchContext) -> list[dict[str, Any]]:
     return [{"账户ID": token, "计划": "p1", "消耗": 1}]
 
 
-SOURCE_TROUBLE: dict[str, Any] = {"failed": set(), "empty": False}  # what `two_plans_each` suffers
+SOURCE_TROUBLE: dict[str, Any] = {"failed": set(), "empty": False, "empty_days": set()}  # `two_plans_each`'s
 
 
 def two_plans_each(ctx: FetchContext) -> FetchResult:
     """Accounts a1 and a2, two plans each; an account in SOURCE_TROUBLE["failed"] cannot be
-    fetched, and SOURCE_TROUBLE["empty"] makes the platform answer with nothing at all."""
-    if SOURCE_TROUBLE["empty"]:
+    fetched, and SOURCE_TROUBLE["empty"] (or "empty_days") makes the platform answer with nothing."""
+    if SOURCE_TROUBLE["empty"] or ctx.day in SOURCE_TROUBLE["empty_days"]:
         return FetchResult([], expected_groups=["a1", "a2"])
     failed = {a: "接口超时" for a in SOURCE_TROUBLE["failed"]}
     rows = [{"账户ID": a, "计划": p, "消耗": 5}

@@ -779,6 +779,46 @@ def test_rows_the_source_failed_to_give_are_kept_not_deleted(bridge):
         trouble.update(failed=set(), empty=False)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_range_keeps_only_the_empty_days_rows_and_a_mirror_only_the_failed_groups(bridge):
+    trouble = pipeline_helpers.SOURCE_TROUBLE
+    source = {"kind": "python", "callable": "tests.pipeline_helpers:two_plans_each"}
+    store.add(bridge, ad_spec(source=source))
+    table = FakeTable()
+    next_day = DAY + timedelta(days=1)
+
+    def run_range() -> runner.Outcome:
+        return run(bridge, runs.create(bridge.engine, "ad-spend", [DAY, next_day], "manual"), table)
+
+    try:
+        assert run_range().state == "succeeded" and len(table.rows()) == 8
+        stale = table.put({"账户ID": "a1", "日期": DAY_MS, "计划": "gone", "消耗": 1})  # no longer given
+        trouble["empty_days"] = {next_day}  # the platform has nothing for the second day
+        outcome = run_range()
+        assert outcome.state == "succeeded" and stale not in table.records  # the first day's orphan goes
+        assert len(table.rows()) == 8 and "保留 4 条" in outcome.text  # the empty day's four stay
+        trouble["empty_days"] = set()
+
+        store.add(bridge, ad_spec(name="mirror", source=source, partition=None, key=["账户ID", "计划"]))
+        mirror = FakeTable()
+        for account in ("a1", "a2"):
+            mirror.put({"账户ID": account, "计划": "old", "消耗": 1})
+        trouble["failed"] = {"a2"}
+        outcome = run(bridge, runs.create(bridge.engine, "mirror", [DAY], "manual"), mirror)
+        assert outcome.state == "succeeded"
+        assert sorted((r["账户ID"], r["计划"]) for r in mirror.rows()) == [
+            ("a1", "p1"), ("a1", "p2"), ("a2", "old")]  # a1's orphan deleted, a2's kept
+        assert "保留 1 条" in outcome.text
+
+        store.add(bridge, ad_spec(name="upserts", source=source, delete_missing=False))
+        shared = FakeTable()
+        shared.put({"账户ID": "zz", "日期": DAY_MS, "计划": "another's", "消耗": 1})
+        outcome = run(bridge, runs.create(bridge.engine, "upserts", [DAY], "manual"), shared)
+        assert outcome.state == "succeeded" and len(shared.rows()) == 3 and "保留" not in outcome.text
+    finally:
+        trouble.update(failed=set(), empty=False, empty_days=set())
+
+
 def test_one_table_takes_one_pipeline_unless_every_one_only_upserts(bridge):
     """Two pipelines that delete missing rows on one table would delete each other's rows."""
     store.add(bridge, ad_spec())
@@ -791,6 +831,49 @@ def test_one_table_takes_one_pipeline_unless_every_one_only_upserts(bridge):
     store.add(bridge, ad_spec(name="second", target=f"https://x.feishu.cn/base/{APP}?table={TABLE}",
                               delete_missing=False))
     assert [p.name for p in store.list_all(bridge.engine)] == ["ad-spend", "second"]
+    # upsert-only, but keyed differently: one's update (or duplicate removal) would undo the other's rows
+    with pytest.raises(store.TableTaken, match="need the same key and partition"):
+        store.add(bridge, ad_spec(name="third", target=f"https://x.feishu.cn/base/{APP}?table={TABLE}",
+                                  delete_missing=False, key=["账户ID", "日期"]))
+
+
+def test_adds_at_once_cannot_both_take_one_table(bridge):
+    """Eight adds of different pipelines on one table at one instant: exactly one gets it."""
+    import threading
+
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def add(n: int) -> None:
+        barrier.wait()
+        try:
+            store.add(bridge, ad_spec(name=f"racer-{n}", target=f"https://x.feishu.cn/base/{APP}?table={TABLE}"))
+            outcomes.append("added")
+        except store.TableTaken:
+            outcomes.append("taken")
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["added"] + ["taken"] * 7
+
+
+def test_a_shown_masked_url_given_back_keeps_the_sealed_password(bridge):
+    """`pipeline show` prints the URL masked; a definition edited from it and added with
+    --replace keeps the sealed password — and a masked password anywhere else is refused
+    (the old code stored the password "***")."""
+    url = f"postgresql+psycopg://bridge:{PASSWORD}@db.internal:5432/ads"
+    source = {"kind": "sql", "query": 'SELECT 1 AS "账户ID" WHERE :day IS NOT NULL', "url": url}
+    store.add(bridge, ad_spec(source=source))
+    shown = store.get(bridge.engine, "ad-spend").spec.source.url
+    assert shown == "postgresql+psycopg://bridge:***@db.internal:5432/ads"
+    store.add(bridge, ad_spec(source={**source, "url": shown}, schedule="daily 08:00"), replace=True)
+    assert store.get(bridge.engine, "ad-spend", box=bridge.secret_box).spec.source.url == url
+    with pytest.raises(store.MaskedPassword, match="real password"):
+        store.add(bridge, ad_spec(source={**source, "url": shown.replace("5432", "5433")}), replace=True)
+    assert store.get(bridge.engine, "ad-spend", box=bridge.secret_box).spec.source.url == url
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -950,6 +1033,8 @@ def test_a_definition_stored_before_sealing_still_loads_and_runs(bridge):
     (None, 'SELECT name AS "账户ID" FROM pipelines WHERE name = :other AND created_at > :day', "'other'"),
     (f"postgresql+nosuchdriver://u:{PASSWORD}@127.0.0.1:1/x", 'SELECT 1 AS "账户ID" WHERE :day IS NULL',
      "Can't load plugin"),
+    (None, 'WITH d AS (SELECT CAST(:day AS DATE) AS day) DELETE FROM pipelines WHERE updated_at < '
+           '(SELECT day FROM d) RETURNING name AS "账户ID"', "read-only"),  # refused by the database
 ])
 def test_an_sql_query_that_cannot_run_as_defined_fails_the_run_at_once(bridge, url, query, named):
     source = {"kind": "sql", "query": query, **({"url": url} if url else {})}

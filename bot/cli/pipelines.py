@@ -77,7 +77,7 @@ def pipeline_add(ctx: click.Context, spec_file, replace: bool) -> None:
             _fail("the definition is not valid: " + "; ".join(exc.problems), 2)
         except store.PipelineExists as exc:
             _fail(f"{exc}; pass --replace to overwrite it", 2)
-        except store.TableTaken as exc:
+        except (store.TableTaken, store.MaskedPassword) as exc:
             _fail(str(exc), 2)
     console.print(f"pipeline {info.name}: {info.spec.schedule} → table {info.spec.target.table_id}")
 

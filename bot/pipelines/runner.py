@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.masking import scrub
 from bot.pipelines import alerts, runs, schedule, sources, store, summary, target, values, writer
 from bot.pipelines.context import FetchContext, ProviderTokensMissing, source_logger, token_source
 from bot.pipelines.plan import DuplicateKey, Existing
@@ -76,7 +77,7 @@ def run_pipeline(services: Services, run_id: int, *, progress: Progress | None =
         return Outcome(run_id, "queued", str(exc))
     except Exception as exc:
         log.exception("pipeline run failed", extra={"run_id": run_id, "pipeline": status.pipeline})
-        error = f"{type(exc).__name__}: {exc}"
+        error = scrub(f"{type(exc).__name__}: {exc}")  # stored, carded and alerted: no registered secret
         if status.attempts >= settings.pipeline_max_attempts:
             return _failed(services, status, error, calls=table.calls if table else 0)
         delay = settings.pipeline_retry_seconds * status.attempts
@@ -127,8 +128,9 @@ def _run(services: Services, status: runs.RunStatus, spec: PipelineSpec, table: 
     expected, failed = _expectations(spec, days)
     check = verify(incoming, [r.fields for r in result.final or []], group_by=spec.group_by,
                    sum_fields=spec.sum_fields, expected_groups=expected, failed_groups=failed)
+    kept = result.kept if spec.delete_missing else 0  # an upsert-only pipeline keeps all: not news
     counts = summary.Counts(len(incoming), result.created, result.updated, result.deleted, calls(),
-                            result.rounds, result.kept)
+                            result.rounds, kept)
     per_day = {d.day.isoformat(): len(d.rows or []) for d in days}
     doc = summary.summary_doc(spec.name, status.date_from, status.date_to, counts, check, label=spec.label,
                               grouped=bool(spec.group_by), rows_per_day=per_day)

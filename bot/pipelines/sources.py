@@ -19,7 +19,14 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, ProgrammingError, StatementError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InternalError,
+    OperationalError,
+    ProgrammingError,
+    StatementError,
+)
 from sqlalchemy.pool import NullPool
 
 from bot import callables
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
     from bot.services import Services
 
 READ_ONLY_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
+READ_ONLY_SQLSTATE = "25006"  # PostgreSQL: read_only_sql_transaction
 
 
 class SourceError(RuntimeError):
@@ -105,11 +113,20 @@ def _definition_fault(exc: Exception) -> str | None:
         message = _first_line(exc.orig)
         if isinstance(exc, OperationalError):
             # what an unreachable database raises; SQLite says "no such table" and syntax errors so too
-            sqlite_query = isinstance(exc.orig, sqlite3.OperationalError) and (
-                message.startswith("no such") or "syntax error" in message)
+            sqlite = isinstance(exc.orig, sqlite3.OperationalError)
+            if sqlite and "readonly database" in message:  # PRAGMA query_only refused a write
+                return f"its SQL query writes, and SQL sources are read-only: {message}"
+            sqlite_query = sqlite and (message.startswith("no such") or "syntax error" in message)
             return f"its SQL query cannot run: {message}" if sqlite_query else None
+        if isinstance(exc, InternalError) and _sqlstate(exc.orig) == READ_ONLY_SQLSTATE:
+            return f"its SQL query writes, and SQL sources are read-only: {message}"
         return f"its SQL query cannot run: {message}" if isinstance(exc, ProgrammingError) else None
     return f"its SQL query cannot run: {_first_line(exc.orig or exc)}"  # a bind it lacks
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver error (psycopg 3: sqlstate; psycopg2: pgcode)."""
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
 
 
 def _first_line(exc: BaseException) -> str:

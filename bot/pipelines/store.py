@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bot.tokens.secretbox import SecretBox
 
 SEALED_URL = "url_sealed"  # beside source.url in the stored JSON: the real URL, sealed
+ADD_LOCK_ID = 0x46425f50  # "FB_P": the advisory lock that serialises `add` on PostgreSQL
 
 
 class PipelineNotFound(LookupError):
@@ -63,21 +64,37 @@ def _info(row: Pipeline, box: SecretBox | None = None) -> PipelineInfo:
                         row.last_run_state, row.last_run_at)
 
 
+class MaskedPassword(ValueError):
+    """A URL whose password is the mask `pipeline show` prints, not a password."""
+
+
 def _url_secrets(url: str) -> None:
-    """The URL's password is scrubbed from logs from now on (a failing connection may echo it)."""
+    """The URL's passwords (user:password@ and ?password=) are scrubbed from logs from now on
+    (a failing connection may echo them)."""
     from sqlalchemy.engine import make_url
 
-    register_secrets([make_url(url).password])
+    parsed = make_url(url)
+    register_secrets([parsed.password, *(v for k, v in parsed.query.items() if k.lower() == "password")])
 
 
-def _stored(spec: PipelineSpec, services: Services) -> str:
+def _stored(spec: PipelineSpec, services: Services, before: str | None) -> str:
     """The `spec` column's JSON: an SQL source's URL with a secret in it kept masked, the real
-    one sealed under SEALED_URL (the box is built only then: most pipelines need none)."""
+    one sealed under SEALED_URL (the box is built only then: most pipelines need none). A
+    replacement that gives the stored URL back as shown (masked) keeps the sealed one; any other
+    masked password is refused (it would be stored as the password "***")."""
     doc = spec.model_dump(mode="json")
     url = doc["source"].get("url")
-    if url and (shown := mask_url(url)) != url:
+    if not url:
+        return json.dumps(doc, ensure_ascii=False)
+    previous = json.loads(before)["source"] if before else {}
+    if previous.get(SEALED_URL) and url == previous.get("url"):
+        doc["source"][SEALED_URL] = previous[SEALED_URL]
+    elif (shown := mask_url(url)) != url:
         _url_secrets(url)
         doc["source"].update({"url": shown, SEALED_URL: services.secret_box.seal(url)})
+    elif "***" in url:
+        raise MaskedPassword("source.url has the masked password *** that `pipeline show` prints: give the "
+                             "real password (it is stored sealed)")
     return json.dumps(doc, ensure_ascii=False)
 
 
@@ -91,10 +108,22 @@ def _loaded(stored: str, box: SecretBox | None) -> PipelineSpec:
     if source.get("url"):
         if box is None:
             source["url"] = mask_url(source["url"])
-        elif sealed:
-            source["url"] = box.open(sealed)
+        else:
+            if sealed:
+                source["url"] = _unsealed(box, sealed, doc.get("name"))
             _url_secrets(source["url"])
     return PipelineSpec.model_validate(doc)
+
+
+def _unsealed(box: SecretBox, sealed: str, name: str | None) -> str:
+    from bot.pipelines.sources import SourceError
+    from bot.tokens.secretbox import SecretBoxError
+
+    try:
+        return box.open(sealed)
+    except SecretBoxError as exc:  # a changed key: no retry opens it
+        raise SourceError(f"pipeline {name}: its SQL source's url cannot be unsealed ({exc}); add the "
+                          "pipeline again with `pipeline add --replace`") from exc
 
 
 def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replace: bool = False,
@@ -106,6 +135,7 @@ def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replac
     check(spec, callables.prefixes(services.settings.pipeline_modules))
     now = utcnow()
     with Session(services.engine) as session, session.begin():
+        _serialise_adds(session)
         row = session.scalar(select(Pipeline).where(Pipeline.name == spec.name))
         if row is not None and not replace:
             raise PipelineExists(f"a pipeline named {spec.name!r} exists (replace it, or remove it first)")
@@ -115,7 +145,7 @@ def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replac
             session.add(row)
         if enabled is not None:
             row.enabled = enabled
-        row.spec, row.updated_at = _stored(spec, services), now
+        row.spec, row.updated_at = _stored(spec, services, row.spec), now
         try:
             session.flush()
         except IntegrityError as exc:  # added concurrently under the same name
@@ -123,18 +153,36 @@ def add(services: Services, spec: PipelineSpec | dict[str, Any] | str, *, replac
         return _info(row)
 
 
+def _serialise_adds(session: Session) -> None:
+    """Take the database's write lock before reading, so two adds at once cannot both find a
+    table free: PostgreSQL's transaction advisory lock; SQLite's write lock, which a write
+    statement (one matching no row) takes and holds to the commit."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SELECT pg_advisory_xact_lock({ADD_LOCK_ID})"))
+    else:
+        session.execute(update(Pipeline).where(text("1 = 0")).values(enabled=Pipeline.enabled))
+
+
 def _check_table_free(session: Session, spec: PipelineSpec) -> None:
-    """TableTaken if another pipeline writes spec's table and either deletes missing rows."""
+    """TableTaken unless every pipeline already on spec's table and spec itself only upserts
+    with the same key and partition (a record is then one key for all of them; with different
+    keys one pipeline's update or duplicate removal would undo another's rows)."""
     for other in session.scalars(select(Pipeline).where(Pipeline.name != spec.name)):
         theirs = _loaded(other.spec, None)
         same = (theirs.target.app_token, theirs.target.table_id) == (spec.target.app_token,
                                                                       spec.target.table_id)
-        if same and (theirs.delete_missing or spec.delete_missing):
-            where = f"{spec.target.app_token}/{spec.target.table_id}"
+        if not same:
+            continue
+        where = f"{spec.target.app_token}/{spec.target.table_id}"
+        if theirs.delete_missing or spec.delete_missing:
             raise TableTaken(
                 f"pipeline {other.name!r} already writes table {where}; "
                 "two pipelines that delete missing rows on one table would delete each other's rows. "
                 "Use another table, or set \"delete_missing\": false on both (upsert only)")
+        if (theirs.key, theirs.partition) != (spec.key, spec.partition):
+            raise TableTaken(
+                f"pipeline {other.name!r} already writes table {where} with key {theirs.key} and "
+                f"partition {theirs.partition}: pipelines sharing a table need the same key and partition")
 
 
 def get(engine: Engine, name: str, *, box: SecretBox | None = None) -> PipelineInfo:
