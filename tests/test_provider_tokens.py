@@ -519,7 +519,7 @@ def test_an_expired_access_token_is_refreshed_once_and_the_refresh_token_rotated
 def _callers(services, provider: str, threads: int, start_at: float, rejected: str | None = None):
     from tests.test_token_processes import _stderr_log
 
-    argv = [sys.executable, "-m", "tests.provider_callers", provider, str(threads), str(start_at)]
+    argv = [sys.executable, "-m", "tests.token_callers", str(threads), str(start_at), provider]
     return processes.spawn(argv + ([rejected] if rejected else []), cwd=ROOT, env=_env(services),
                            stdout=subprocess.PIPE, stderr=_stderr_log(services), text=True)
 

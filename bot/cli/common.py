@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import date
 from typing import TYPE_CHECKING
 
 import click
@@ -105,3 +106,13 @@ def open_services(ctx: click.Context) -> Iterator[Services]:
     finally:
         services.close()
         runtime.shutdown()
+
+
+def parse_day(value: str | None, option: str) -> date | None:
+    """A --date/--from/--to value; a bad one is click's one-line usage error naming the option."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None

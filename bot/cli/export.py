@@ -20,19 +20,10 @@ from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as ProgressBar
 from rich.table import Table
 
-from bot.cli.common import console, open_engine, open_services, settings_of
+from bot.cli.common import console, open_engine, open_services, parse_day, settings_of
 
 if TYPE_CHECKING:  # the commands import what they use: `--help` and `status` stay fast
     from bot.export.progress import Progress
-
-
-def _parse_day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
 
 
 @click.group()
@@ -128,8 +119,8 @@ def export_run(
     from bot.export.progress import progress
 
     settings = settings_of(ctx)
-    first = _parse_day(start, "--from") or date.fromisoformat(settings.export_range_start)
-    last = _parse_day(end, "--to") or date.today()
+    first = parse_day(start, "--from") or date.fromisoformat(settings.export_range_start)
+    last = parse_day(end, "--to") or date.today()
     if last < first:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     with open_services(ctx) as services:

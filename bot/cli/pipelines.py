@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
 from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from bot.cli.common import console, open_engine, open_services
+from bot.cli.common import console, open_engine, open_services, parse_day
 
 
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"{click.style('error:', fg='red')} {message}", err=True)
     sys.exit(code)
-
-
-def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
 
 
 def public_spec(spec: Any) -> dict[str, Any]:
@@ -155,7 +145,7 @@ def pipeline_run(ctx: click.Context, name: str, day: str | None, first: str | No
     row: if this process dies, the cron resumes it)."""
     from bot.pipelines import runner, runs, store
 
-    one, start, end = _day(day, "--date"), _day(first, "--from"), _day(last, "--to")
+    one, start, end = parse_day(day, "--date"), parse_day(first, "--from"), parse_day(last, "--to")
     if one and (start or end):
         raise click.UsageError("give --date, or --from and --to, not both")
     if (start is None) != (end is None):
