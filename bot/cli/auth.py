@@ -126,15 +126,20 @@ def auth_provider_login(ctx: click.Context, name: str, subject: str, from_stdin:
     from bot.models import utcnow
     from bot.tokens.store import TokenError
 
-    if from_stdin:
-        refresh_token = sys.stdin.readline().strip()
-    else:
-        refresh_token = click.prompt(f"{name} refresh token", hide_input=True).strip()
-    if not refresh_token:
-        raise click.ClickException("no refresh token given: paste it at the prompt, or pipe it with "
-                                   f"`feishu-bridge auth provider-login {name} --refresh-token-stdin`")
-    with open_services(ctx) as services:
+    pipe = f"`feishu-bridge auth provider-login {name} --refresh-token-stdin`"
+    with open_services(ctx) as services:  # the database and the provider first: then ask for the token
         tokens = services.provider_tokens
+        try:
+            tokens.store(name)
+        except TokenError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if from_stdin:
+            refresh_token = sys.stdin.readline().strip()
+        else:
+            refresh_token = click.prompt(f"{name} refresh token", hide_input=True).strip()
+        if not refresh_token:
+            raise click.ClickException(f"no refresh token given: paste it at the prompt, or pipe it "
+                                       f"with {pipe}")
         try:
             tokens.store_grant(name, subject, refresh_token=refresh_token)
             tokens.refresh(name, subject, cause="login")
