@@ -50,6 +50,15 @@ class Keeper:
             except RedisError:  # Redis blinked: the next tick tries again, within the TTL
                 continue
 
+    def renew(self) -> None:
+        """Renew now, before a step that must not run without the lock; LockError when it is no
+        longer ours (now, or as the background renewal found)."""
+        from redis.exceptions import LockError
+
+        if self.lost.is_set():
+            raise LockError("the background renewal found the lock gone")
+        self._lock.extend(self._ttl, replace_ttl=True)
+
     def start(self) -> None:
         self._thread.start()
 

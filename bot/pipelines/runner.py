@@ -106,10 +106,8 @@ def _run(services: Services, status: runs.RunStatus, spec: PipelineSpec, table: 
 
     day_of = (partial(values.partition_day, field=fields[spec.partition], zone=zone)
               if spec.partition else None)
-    keep = _keep(spec, days, day_of)
-    scope = writer.Scope(keep=keep)
-    if spec.partition:
-        scope = writer.Scope(spec.partition, {d.day for d in days}, day_of, keep)
+    scope = writer.Scope(spec.partition, {d.day for d in days} if spec.partition else None, day_of,
+                         _keep(spec, days, day_of))
     names = list(dict.fromkeys([*spec.fields_read(), *(column for row in incoming for column in row)]))
     wrote = [0]
 
@@ -189,7 +187,7 @@ def _keep(spec: PipelineSpec, days: list[runs.RunDay],
     only_day = days[0].day if len(days) == 1 else None
 
     def keep(record: Existing) -> bool:
-        day = day_of(record.fields.get(spec.partition)) if day_of and spec.partition else only_day
+        day = day_of(record.fields.get(spec.partition)) if day_of else only_day
         if day in empty:
             return True
         if day not in failed_days:

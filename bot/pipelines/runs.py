@@ -104,9 +104,7 @@ def create(engine: Engine, name: str, days: list[date], triggered_by: str, *, re
 
 
 def active_run(engine: Engine, name: str) -> int | None:
-    with engine.connect() as conn:
-        return conn.scalar(select(PipelineRun.id).where(PipelineRun.pipeline == name,
-                                                        PipelineRun.state.in_(("queued", "running"))))
+    return active_runs(engine).get(name)
 
 
 def run_days(services: Services, name: str, dates: date | tuple[date, date] | None,

@@ -27,7 +27,6 @@ from bot.pipelines.values import FieldInfo, fields_from_api
 
 if TYPE_CHECKING:
     from redis import Redis
-    from redis.lock import Lock
 
     from bot.feishu import Feishu
 
@@ -192,19 +191,17 @@ class BitableTable:
 
 
 class TableLock:
-    """The held write lock (also renewed in the background: bot/locks.py); `renew()` restarts
-    its TTL, or raises LockLost."""
+    """The held write lock (renewed in the background: bot/locks.py); `renew()` restarts its
+    TTL now, or raises LockLost."""
 
-    def __init__(self, lock: Lock, ttl: int, name: str, keeper: Keeper | None = None) -> None:
-        self._lock, self._ttl, self.name, self._keeper = lock, ttl, name, keeper
+    def __init__(self, keeper: Keeper, name: str) -> None:
+        self._keeper, self.name = keeper, name
 
     def renew(self) -> None:
         from redis.exceptions import LockError
 
         try:
-            if self._keeper is not None and self._keeper.lost.is_set():
-                raise LockError("the background renewal found the lock gone")
-            self._lock.extend(self._ttl, replace_ttl=True)
+            self._keeper.renew()
         except LockError as exc:
             raise LockLost(f"the write lock of {self.name} expired during the run (a call took longer "
                            "than PIPELINE_LOCK_TTL_SECONDS?); stopped writing") from exc
@@ -223,7 +220,7 @@ def write_lock(redis: Redis, app_token: str, table_id: str, *, ttl: int, wait: f
         raise TableBusy(f"another run is writing table {name}; this run waits its turn")
     try:
         with kept_alive(lock, ttl, max_hold=MAX_WRITE_SECONDS) as keeper:
-            yield TableLock(lock, ttl, name, keeper)
+            yield TableLock(keeper, name)
     finally:
         try:
             lock.release()

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
-from bot.locks import kept_alive
+from bot.locks import Keeper, kept_alive
 from bot.masking import register_secrets
 from bot.models import OAuthToken, TokenRefresh, utcnow
 from bot.tokens.oauth import ErrorClass, OAuthError, TokenPair, needs_refresh, seconds_left
@@ -32,7 +32,6 @@ from bot.tokens.secretbox import SecretBox
 
 if TYPE_CHECKING:  # Redis, tenacity and alerts are imported where a refresh uses them:
     from redis import Redis  # reading grants (`auth status`) needs none of them
-    from redis.lock import Lock
 
     from bot.tokens.kinds import GrantKind
 
@@ -199,8 +198,9 @@ class TokenStore:
             else:
                 self._usable(subject, row, None, margin)  # raises for a missing or re-auth-required grant
             assert row is not None
-            with kept_alive(lock, ttl, max_hold=MAX_REFRESH_SECONDS):  # one slow attempt can outlast the TTL
-                return self._refresh(row, cause, keep_lock=lambda: self._keep_lock(lock, ttl, subject))
+            # renewed in the background: one attempt can outlast the TTL
+            with kept_alive(lock, ttl, max_hold=MAX_REFRESH_SECONDS) as keeper:
+                return self._refresh(row, cause, keep_lock=lambda: self._keep_lock(keeper, subject))
         finally:
             try:
                 lock.release()
@@ -208,13 +208,13 @@ class TokenStore:
                 log.warning("token refresh outlived its lock (TOKEN_LOCK_TTL_SECONDS too short?)",
                             extra={"provider": self.provider, "subject": subject})
 
-    def _keep_lock(self, lock: Lock, ttl: int, subject: str) -> None:
-        """Restart the refresh lock's TTL before each exchange attempt: retries with backoff can
-        outlast one TTL, and a refresh token must never be spent by two holders at once."""
+    def _keep_lock(self, keeper: Keeper, subject: str) -> None:
+        """Make sure the refresh lock is still ours before each exchange attempt: a refresh token
+        must never be spent by two holders at once."""
         from redis.exceptions import LockError
 
         try:
-            lock.extend(ttl, replace_ttl=True)
+            keeper.renew()
         except LockError as exc:
             raise TokenUnavailable(f"the refresh lock of {subject} expired before the refresh token was "
                                    "spent (TOKEN_LOCK_TTL_SECONDS too short?); not spending it") from exc
