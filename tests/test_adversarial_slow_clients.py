@@ -77,6 +77,38 @@ def test_a_body_that_stalls_is_answered_408_and_never_reaches_the_app():
     assert json.loads(sent[1]["body"]) == {"code": 408, "msg": "request body not received within 0.2 s"}
 
 
+def test_a_chunk_that_meets_the_timeout_does_not_let_the_client_escape_it():
+    """gunicorn's receive() awaits its own wait_for, which on Python 3.11 swallows a cancellation
+    that meets an arriving chunk and returns the chunk. The front must still answer 408 then,
+    not go on reading a body that trickles forever (the slow-client test below hung on it)."""
+    app = _App()
+    front = WholeBodies(app, timeout=0.2, max_bytes=10_000)
+    received = 0
+
+    async def receive():
+        nonlocal received
+        received += 1
+        if received == 1:
+            return {"type": "http.request", "body": b"{\"", "more_body": True}
+        try:
+            await asyncio.sleep(0.5 if received == 2 else 0.05)  # the 2nd outlasts the timeout
+        except asyncio.CancelledError:
+            if received > 2:
+                raise
+            # the 2nd: a chunk arrived in the same loop turn as the cancellation, and wins
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(asyncio.wait_for(front({"type": "http", "headers": []}, receive, send), 5))
+    assert app.bodies == []
+    assert sent[0]["status"] == 408
+    assert received == 2  # the 408 went out as soon as the swallowed cancellation returned
+
+
 def test_an_announced_body_over_the_limit_is_refused_before_it_is_read():
     app = _App()
     front = WholeBodies(app, timeout=5, max_bytes=100)
