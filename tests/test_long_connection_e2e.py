@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -63,6 +63,26 @@ def _pongs(state: SandboxState) -> dict[str, int]:
         if m.parent_id:
             counts[m.parent_id] = counts.get(m.parent_id, 0) + 1
     return counts
+
+
+def _hold_events(listener, say: Callable[[], None], base_url: str) -> str:
+    """Stop `listener` (SIGSTOP) and keep sending until its connection holds unacknowledged
+    events; returns that connection's id. Without this the drop and the kill now and then hit a
+    connection that had just acknowledged everything, and cost no delivery."""
+    os.kill(listener.pid, signal.SIGSTOP)
+    seen: dict[str, set[str]] = {}
+
+    def holding() -> str | None:
+        for _ in range(20):
+            say()
+        for conn in _open_connections(base_url):
+            still = seen.get(conn["id"], set()) & set(conn["in_flight"])
+            if len(still) >= 3:  # unacknowledged across two looks: the stopped listener's
+                return conn["id"]
+            seen[conn["id"]] = set(conn["in_flight"])
+        return None
+
+    return wait_until(holding, 60, "the stopped listener's connection to hold events", interval=0.2)
 
 
 def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_sandbox, redis_url):
@@ -116,7 +136,10 @@ def test_a_silent_connection_is_replaced_within_two_ping_intervals(tmp_path, ws_
 @pytest.mark.timeout(900)  # its own deadlines (below) fail first, saying what it waited for
 def test_a_thousand_events_over_two_listeners_with_a_drop_and_a_kill_are_each_handled_once(
         tmp_path, ws_sandbox, redis_url):
-    """cron runs, as in every deployment: a listener killed after committing a batch of receipts
+    """The drop and the kill each hit a connection holding unacknowledged events (its listener
+    stopped first), so both cost deliveries that must be sent again and handled once.
+
+    cron runs, as in every deployment: a listener killed after committing a batch of receipts
     but before queuing its job leaves them for the sweeper (the re-delivery finds them recorded).
     Without it such a receipt waited forever (CI, stop 22: 999 of 1000 done)."""
     base_url, state = ws_sandbox
@@ -132,28 +155,37 @@ def test_a_thousand_events_over_two_listeners_with_a_drop_and_a_kill_are_each_ha
     try:
         wait_until(lambda: len(_open_connections(base_url)) == 2, 60, "both listeners to connect")
         messages: list[str] = []
-        for i in range(N_EVENTS):
-            messages.append(_say(state, i))
-            if i == 300:
-                [dropped] = _knobs(base_url, drop="any")["dropped"]
-            if i == 600:
+
+        def say() -> None:
+            messages.append(_say(state, len(messages)))
+            time.sleep(0.002)
+
+        dropped = killed = None
+        while len(messages) < N_EVENTS:  # (holding events below sends some more)
+            say()
+            if dropped is None and len(messages) >= 300:  # a connection dropped with events on it
+                frozen = stack.listener_processes()[1]
+                held = _hold_events(frozen, say, base_url)
+                [dropped] = _knobs(base_url, drop=held)["dropped"]
+                os.kill(frozen.pid, signal.SIGCONT)
+            if killed is None and len(messages) >= 600:  # a listener killed with events on it
                 victim = stack.listener_processes()[0]
-                os.kill(victim.pid, signal.SIGKILL)  # events in flight to it are never acknowledged
+                killed = _hold_events(victim, say, base_url)
+                os.kill(victim.pid, signal.SIGKILL)
                 victim.wait(10)
                 stack.start_listener()
-            time.sleep(0.002)
         assert state.sender.wait_idle(timeout=300)
-        wait_until(lambda: done() == N_EVENTS, 300, "all receipts done", interval=0.5)
+        wait_until(lambda: done() == len(messages), 300, "all receipts done", interval=0.5)
 
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM event_receipts")).scalar() == N_EVENTS
+            assert conn.execute(text("SELECT count(*) FROM event_receipts")).scalar() == len(messages)
         pongs = _pongs(state)
         assert set(pongs) == set(messages) and set(pongs.values()) == {1}  # each handled exactly once
         attempts = state.sender.attempts()
         acked = {a.event_id for a in attempts if a.status == 200}
-        assert len(acked) == N_EVENTS
-        lost = [a for a in attempts if a.status != 200]
-        assert lost, "the drop and the kill cost no delivery: they did not happen mid-stream"
+        assert len(acked) == len(messages)
+        lost_on = {a.connection for a in attempts if a.status != 200}
+        assert {dropped, killed} <= lost_on, "the drop and the kill each cost deliveries"
         spread = {a.connection for a in attempts if a.status == 200}
         assert len(spread) >= 3, spread  # two listeners, one of them reconnected, one restarted
         assert dropped not in {c["id"] for c in _open_connections(base_url)}
